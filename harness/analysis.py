@@ -1,0 +1,408 @@
+"""Judge one parsed OOM report: which task the model says the kernel should have killed, and why
+the kernel's choice agrees or not.
+
+This is the only place that joins the parser's :class:`~harness.events.OomEvent` with the
+model.  It derives ``totalpages`` from what the report printed (plus optional facts about the
+machine in :class:`Context` that reports do not print, such as total swap for memcg OOMs), runs
+the model in the era :func:`harness.eras.infer_era` picks, and gives one of four verdicts:
+
+* ``match`` - the model's victim is the kernel's;
+* ``mismatch`` - it is not, with the cause (a tie, another era's rule, an earlier victim still
+  in the table, counters that moved between selection and the dump, ...);
+* ``no-victim`` - the kernel killed nobody (panic_on_oom, nothing killable, victim exiting);
+* ``undecidable`` - the report lacks what the decision needs; never a guess dressed as a verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .eras import ERAS, Era, EraChoice, infer_era
+from .events import OomEvent, TaskRow
+from .model import Selection, Task, oom_badness, oom_score, select_bad_process, totalpages_memcg
+
+__all__ = ["Context", "Analysis", "analyze", "analyze_all"]
+
+
+@dataclass(slots=True)
+class Context:
+    """Facts about the machine that a report may not print; all optional."""
+
+    total_swap_pages: int | None = None
+    totalram_pages: int | None = None
+    swappiness: int | None = None
+    cgroup_v2: bool | None = None
+    page_size: int | None = None
+    era: str | None = None  # force an era (label or kernel version)
+    cap_sys_admin_pids: frozenset[int] | None = None  # known CAP_SYS_ADMIN holders (root-bonus eras)
+
+
+@dataclass(slots=True)
+class Analysis:
+    event: OomEvent
+    era: Era
+    era_evidence: str
+    verdict: str
+    reason: str
+    totalpages: int | None
+    totalpages_note: str
+    observed: dict[str, Any] | None
+    predicted: dict[str, Any] | None
+    candidates: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        ev = self.event
+        return {
+            "index": ev.index,
+            "complete": ev.complete,
+            "missing": list(ev.missing),
+            "kind": ev.kind,
+            "kernel": ev.kernel_version,
+            "era": self.era.label,
+            "era_evidence": self.era_evidence,
+            "first_line": ev.first_line,
+            "last_line": ev.last_line,
+            "timestamp": ev.ts,
+            "trigger": None if ev.trigger is None else {
+                "comm": ev.trigger.comm, "gfp_mask": ev.trigger.gfp_mask, "gfp_flags": ev.trigger.gfp_flags,
+                "order": ev.trigger.order, "oom_score_adj": ev.trigger.oom_score_adj,
+                "pid": ev.current_pid},
+            "constraint": ev.summary.constraint if ev.summary else None,
+            "oom_memcg": (ev.summary.oom_memcg if ev.summary else None)
+            or (ev.memcg.limit_of if ev.memcg else None),
+            "totalpages": self.totalpages,
+            "totalpages_note": self.totalpages_note,
+            "observed_victim": self.observed,
+            "predicted_victim": self.predicted,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "notes": list(self.notes),
+            "candidates": self.candidates,
+            "kills": [{"pid": k.pid, "name": k.name, "message": k.message, "group": k.group,
+                       "shared_mm": k.shared_mm, "anon_rss_kb": k.anon_rss_kb, "file_rss_kb": k.file_rss_kb,
+                       "shmem_rss_kb": k.shmem_rss_kb, "oom_score_adj": k.oom_score_adj} for k in ev.kills],
+            "group_kill_memcg": ev.group_memcg,
+            "reaped": [{"pid": r.pid, "name": r.name, "reaped": r.reaped} for r in ev.reaper],
+            "panic": ev.panic,
+            "table_layout": ev.table_layout,
+            "format": sorted(ev.features),
+        }
+
+
+def _page_kb(ev: OomEvent, ctx: Context) -> int:
+    if ctx.page_size:
+        return ctx.page_size // 1024
+    if ev.meminfo and ev.meminfo.page_size_kb:
+        return ev.meminfo.page_size_kb
+    return 4
+
+
+def _nodes(spec: str | None) -> set[int] | None:
+    """Parse a node list like ``0-1,3``; ``None`` for ``(null)`` or garbage."""
+    if not spec or spec == "(null)":
+        return None
+    out: set[int] = set()
+    try:
+        for part in spec.split(","):
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.update(range(int(a), int(b) + 1))
+            elif part:
+                out.add(int(part))
+    except ValueError:
+        return None
+    return out
+
+
+def derive_totalpages(ev: OomEvent, era: Era, ctx: Context) -> tuple[int | None, int | None, str]:
+    """Return (low, high, how) bounds of ``oc->totalpages`` from the report and *ctx*.
+
+    low == high means exact.  ``None`` bounds mean unknown.
+    """
+    pkb = _page_kb(ev, ctx)
+    kind = ev.kind
+    mi = ev.meminfo
+    swap_pages: int | None = None
+    if mi is not None and mi.total_swap_kb is not None:
+        swap_pages = mi.total_swap_kb // pkb
+    elif ctx.total_swap_pages is not None:
+        swap_pages = ctx.total_swap_pages
+    if kind == "memcg":
+        mc = ev.memcg
+        if mc is None or mc.limit_kb is None:
+            return None, None, "memcg limit not in the report"
+        mem = mc.limit_kb // pkb
+        v2 = ctx.cgroup_v2 if ctx.cgroup_v2 is not None else (mc.swap_limit_kb is not None)
+        memsw = mc.memsw_limit_kb // pkb if mc.memsw_limit_kb is not None else None
+        smax = mc.swap_limit_kb // pkb if mc.swap_limit_kb is not None else None
+        swappiness = ctx.swappiness if ctx.swappiness is not None else 60
+
+        def calc(swap: int) -> int:
+            return totalpages_memcg(era, limit=mem, total_swap_pages=swap, swappiness=swappiness,
+                                    memsw_limit=memsw, swap_max=smax, cgroup_v2=v2)
+
+        if swap_pages is not None:
+            t = calc(swap_pages)
+            return t, t, f"memcg limit {mc.limit_kb}kB" + (
+                f" + swap term (total swap {swap_pages} pages)" if t != mem else "")
+        lo, hi = calc(0), calc(1 << 40)
+        if lo == hi:
+            return lo, hi, f"memcg limit {mc.limit_kb}kB (swap cannot add: its limit is 0)"
+        return lo, (None if hi >= (1 << 40) else hi), (
+            f"memcg limit {mc.limit_kb}kB; swap term unknown (the report does not print total swap)")
+    if kind in ("cpuset", "mempolicy"):
+        allowed = _nodes(ev.summary.nodemask if (ev.summary and kind == "mempolicy") else
+                         (ev.summary.mems_allowed if ev.summary else ev.mems_allowed))
+        if mi is None or not mi.zone_present_kb or allowed is None or swap_pages is None:
+            return None, None, "node sizes or swap not in the report"
+        present = sum(kb for key, kb in mi.zone_present_kb.items() if int(key.split("/")[0]) in allowed)
+        t = swap_pages + present // pkb
+        # zones above the allocation's gfp zone are not printed (6.1+): a lower bound then
+        return t, t, f"swap {swap_pages} + present pages of nodes {sorted(allowed)}"
+    # global
+    if ctx.totalram_pages is not None and swap_pages is not None:
+        t = ctx.totalram_pages + swap_pages
+        return t, t, "totalram (from the machine) + total swap"
+    if mi is not None and mi.pages_ram is not None and swap_pages is not None:
+        ram = mi.pages_ram - (mi.pages_reserved or 0)
+        t = ram + swap_pages
+        note = "pages RAM - pages reserved + Total swap"
+        if not era.at_least(4, 0):
+            note += " (approximate before 4.0: show_mem counted reserved pages differently)"
+        return t, t, note
+    return None, None, "Mem-Info totals not in the report"
+
+
+def _task(row: TaskRow, era: Era, ctx: Context, previous_victims: set[int]) -> Task:
+    cap = False
+    if era.root_bonus is not None:
+        cap = (row.pid in ctx.cap_sys_admin_pids) if ctx.cap_sys_admin_pids is not None else row.uid == 0
+    victim = row.pid in previous_victims or row.tgid in previous_victims
+    return Task(
+        pid=row.pid, name=row.name, rss=row.rss, swapents=row.swapents or 0, nr_ptes=row.nr_ptes or 0,
+        nr_pmds=row.nr_pmds or 0, pgtables_bytes=row.pgtables_bytes or 0, oom_score_adj=row.oom_score_adj,
+        tgid=row.tgid, uid=row.uid, cap_sys_admin=cap, oom_victim=victim, mm_oom_skip=victim,
+    )
+
+
+def _who(pid: int | None, name: str | None) -> dict[str, Any] | None:
+    return None if pid is None else {"pid": pid, "name": name}
+
+
+def _observed(ev: OomEvent) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """(selected, killed).  <=5.0 the selected task may differ from the killed child."""
+    k = ev.first_kill
+    killed = _who(k.pid, k.name) if k else None
+    if ev.select is not None:
+        return _who(ev.select.pid, ev.select.name), killed
+    if ev.summary is not None and ev.summary.pid is not None:
+        return _who(ev.summary.pid, ev.summary.task), killed
+    return killed, killed
+
+
+def _find(rows: list[Task], pid: int) -> Task | None:
+    for t in rows:
+        if t.pid == pid:
+            return t
+    for t in rows:
+        if t.tgid == pid:
+            return t
+    return None
+
+
+def _select(tasks: list[Task], tp: int, era: Era, pkb: int) -> Selection:
+    return select_bad_process(tasks, tp, era, page_size=pkb * 1024)
+
+
+def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable[int] = ()) -> Analysis:
+    """Predict the victim of *ev* and judge the kernel's choice."""
+    ctx = ctx or Context()
+    choice: EraChoice = infer_era(ev.kernel_version, ev.features, ctx.era)
+    era = choice.era
+    prev = set(previous_victims)
+    pkb = _page_kb(ev, ctx)
+    lo, hi, tp_note = derive_totalpages(ev, era, ctx)
+    selected, killed = _observed(ev)
+    notes: list[str] = []
+    if choice.suspect_version:
+        notes.append("kernel version contradicts the report format (vendor back-port?)")
+
+    def result(verdict: str, reason: str, predicted: dict[str, Any] | None = None,
+               cands: list[dict[str, Any]] | None = None, tp: int | None = None) -> Analysis:
+        return Analysis(ev, era, choice.evidence, verdict, reason, tp if tp is not None else lo, tp_note,
+                        selected, predicted, cands or [], notes)
+
+    if not ev.table:
+        if ev.allocating_task_kill:
+            return result("match" if killed and ev.current_pid in (None, killed["pid"]) else "mismatch",
+                          "vm.oom_kill_allocating_task=1: the allocating task is killed without scoring",
+                          _who(ev.current_pid, ev.trigger.comm if ev.trigger else None))
+        if ev.panic or ev.no_killable:
+            return result("no-victim", _no_victim_reason(ev))
+        return result("undecidable", "no task table in the report (vm.oom_dump_tasks=0, or it was cut off)")
+    # Scoring needs totalpages only through the oom_score_adj term (and the 0..1000 scale).
+    tp_known = lo is not None
+    tp = lo if lo is not None else 1_000_000_000  # placeholder that keeps ordering for adj=0 rows
+    tasks = [_task(r, era, ctx, prev) for r in ev.table]
+    sel = _select(tasks, tp, era, pkb)
+    cands = _candidates(sel, tp, era, pkb, _global_totalpages(ev, lo, ctx, pkb))
+    predicted = _who(sel.chosen.pid, sel.chosen.name) if sel.chosen else None
+
+    if ev.allocating_task_kill:
+        want = _who(ev.current_pid, ev.trigger.comm if ev.trigger else None)
+        ok = killed is not None and want is not None and killed["pid"] == want["pid"]
+        return result("match" if ok else "mismatch",
+                      "vm.oom_kill_allocating_task=1: the allocating task is killed without scoring"
+                      + ("" if ok else f"; killed {killed} instead of the allocating task {want}"), want, cands)
+    if ev.panic or ev.no_killable or ev.victim_exiting or selected is None:
+        if ev.panic or ev.no_killable or ev.victim_exiting:
+            return result("no-victim", _no_victim_reason(ev), predicted, cands)
+        return result("undecidable", "the report ends before the kill line: " + "; ".join(ev.missing),
+                      predicted, cands)
+    if not ev.table_complete:
+        return result("undecidable", "task table incomplete: " + "; ".join(ev.missing), predicted, cands)
+    if sel.aborted_by is not None:
+        notes.append(f"an earlier victim ({sel.aborted_by.pid}) is still in the table")
+
+    # Uncertain totalpages: does the answer depend on it?
+    adj_matters = len({t.oom_score_adj for t in tasks if t.oom_score_adj != -1000}) > 1 or (
+        any(t.oom_score_adj not in (0, -1000) for t in tasks)) or era.thousand_scale
+    if not tp_known or (hi is not None and hi != lo) or (hi is None and lo is not None and lo != hi):
+        if adj_matters:
+            alt = _select(tasks, hi, era, pkb) if hi is not None else None
+            if not tp_known or alt is None or (alt.chosen and sel.chosen and alt.chosen.pid != sel.chosen.pid):
+                return result("undecidable", f"totalpages unknown ({tp_note}) and oom_score_adj values make it "
+                              "matter", predicted, cands)
+        notes.append(f"totalpages not exact ({tp_note}); it does not change the ranking")
+
+    sel_pid = selected["pid"]
+    obs_task = _find(tasks, sel_pid)
+    child_note = ""
+    if killed and killed["pid"] != sel_pid:
+        child_note = f"; the kernel then sacrificed child {killed['pid']} ({killed['name']})" if (
+            era.sacrifice_child or ev.select) else ""
+    if sel.chosen is not None and (sel.chosen.pid == sel_pid or (obs_task is not None and obs_task is sel.chosen)):
+        why = f"highest points ({sel.points}) of {sum(1 for c in sel.ranked if c.points is not None)} eligible"
+        if sel.tied_with:
+            rule = "last scanned wins (5.3+)" if era.ties_to_last else "first scanned wins"
+            why += f"; tied with {', '.join(str(t.pid) for t in sel.tied_with)}, {rule}"
+        return result("match", why + child_note, predicted, cands)
+
+    # --- mismatch: find the cause ------------------------------------------------------------
+    reason = _explain(ev, sel, tasks, obs_task, selected, era, choice, tp, pkb, prev)
+    return result("mismatch", reason + child_note, predicted, cands)
+
+
+def _no_victim_reason(ev: OomEvent) -> str:
+    if ev.panic and "panic_on_oom" in ev.panic:
+        return "vm.panic_on_oom: the kernel panicked instead of killing (" + ev.panic.strip() + ")"
+    if ev.no_killable:
+        return "no killable process: every candidate was ineligible"
+    if ev.victim_exiting:
+        return "the selected victim was already exiting; the kernel skipped the kill"
+    if ev.panic:
+        return "kernel panic: " + ev.panic.strip()
+    return "no kill in the report"
+
+
+def _explain(ev: OomEvent, sel: Selection, tasks: list[Task], obs: Task | None, selected: dict[str, Any],
+             era: Era, choice: EraChoice, tp: int, pkb: int, prev: set[int]) -> str:
+    pred = sel.chosen
+    if pred is None:
+        return f"the model finds no eligible task, but the kernel killed {selected['pid']} ({selected['name']})"
+    if obs is None:
+        return (f"victim {selected['pid']} ({selected['name']}) is not in the task table (the table lists one "
+                f"row per process; a killed thread's pid can differ, or the table was filtered)")
+    p_obs = oom_badness(obs, tp, era, pkb * 1024)
+    p_pred = sel.points
+    if pred.pid in prev or pred.tgid in prev:
+        return (f"the model's top task {pred.pid} ({pred.name}) was killed by an earlier OOM event and is "
+                "still exiting; the kernel skips it (MMF_OOM_SKIP) or waits for it")
+    # Another era's rule?
+    for other in _neighbour_eras(era, choice):
+        alt = _select(tasks, tp, other, pkb)
+        if alt.chosen is not None and alt.chosen.pid == obs.pid:
+            return (f"era mismatch: era {era.label} picks {pred.pid} ({pred.name}), but era {other.label} picks the "
+                    f"observed {obs.pid} ({obs.name}); the kernel behaves like {other.label} "
+                    f"(version {choice.version or 'unknown'}; a back-port or a vendor change?)")
+    if p_obs is not None and p_pred is not None and p_obs == p_pred:
+        scan = ("the memcg scan order (cgroup iterator, threads) differs from the table order before 5.3"
+                if ev.kind == "memcg" and era.memcg_scan_threads else
+                "the scan order the kernel used differs from the table order")
+        return f"tie: {obs.pid} and {pred.pid} both have {p_pred} points; {scan}"
+    if p_obs is not None and p_pred is not None:
+        gap = p_pred - p_obs
+        tol = _counter_tolerance(era, tasks)
+        if 0 < gap <= tol:
+            return (f"near tie: the model's {pred.pid} ({pred.name}) leads the observed {obs.pid} by {gap} pages, "
+                    f"within the rss counters' inexactness ({tol} pages: per-cpu/per-thread batching) and the "
+                    "time between selection and the dump, when counters can still move")
+    if era.root_bonus is not None and (obs.uid == 0 or pred.uid == 0):
+        flipped = [replace(t, cap_sys_admin=not t.cap_sys_admin) for t in tasks]
+        alt = _select(flipped, tp, era, pkb)
+        if alt.chosen is not None and alt.chosen.pid == obs.pid:
+            return ("root bonus: CAP_SYS_ADMIN is not in the report and was guessed from uid 0; with the other "
+                    f"guess the model picks the observed {obs.pid}")
+    if p_obs is None:
+        return (f"the observed victim {obs.pid} ({obs.name}) is ineligible in the model "
+                f"(oom_score_adj {obs.oom_score_adj}); the kernel had a reason the report does not show")
+    return (f"unexplained: the model picks {pred.pid} ({pred.name}, {p_pred} points) but the kernel chose "
+            f"{obs.pid} ({obs.name}, {p_obs} points)")
+
+
+def _neighbour_eras(era: Era, choice: EraChoice) -> list[Era]:
+    alts = list(choice.alternatives)
+    i = ERAS.index(era)
+    for j in (i - 1, i + 1):
+        if 0 <= j < len(ERAS) and ERAS[j] not in alts:
+            alts.append(ERAS[j])
+    return [e for e in alts if e != era]
+
+
+def _counter_tolerance(era: Era, tasks: list[Task]) -> int:
+    """Pages by which rss counters can be off between selection and the dump."""
+    if era.exact_counters:
+        return 8
+    if era.at_least(6, 2):
+        return 3 * 64 * 4  # per-cpu counters: batch x cpus, three counters; assume up to 4 CPUs
+    return 64 * 4  # TASK_RSS_EVENTS_THRESH per thread
+
+
+def _global_totalpages(ev: OomEvent, lo: int | None, ctx: Context, pkb: int) -> int | None:
+    """/proc/PID/oom_score always uses totalram + total swap, whatever the OOM's constraint."""
+    if ev.kind == "global":
+        return lo
+    if ctx.totalram_pages is not None:
+        swap = ctx.total_swap_pages
+        if swap is None and ev.meminfo and ev.meminfo.total_swap_kb is not None:
+            swap = ev.meminfo.total_swap_kb // pkb
+        return None if swap is None else ctx.totalram_pages + swap
+    return None
+
+
+def _candidates(sel: Selection, tp: int, era: Era, pkb: int, global_tp: int | None) -> list[dict[str, Any]]:
+    """The ranked table; ``oom_score`` is what /proc/PID/oom_score would read (global totalpages)."""
+    out = []
+    for c in sel.ranked:
+        t = c.task
+        out.append({
+            "rank": c.rank, "pid": t.pid, "tgid": t.tgid, "name": t.name, "uid": t.uid,
+            "points": c.points, "eligible": c.points is not None, "rss": t.rss, "swapents": t.swapents,
+            "pagetables": t.pgtables_bytes // (pkb * 1024) if era.counts_pgtables_bytes else t.nr_ptes + t.nr_pmds,
+            "oom_score_adj": t.oom_score_adj,
+            "oom_score": oom_score(t, global_tp, era, pkb * 1024) if global_tp else None,
+        })
+    return out
+
+
+def analyze_all(events: Iterable[OomEvent], ctx: Context | None = None) -> list[Analysis]:
+    """Analyze events in log order; each knows the victims of the ones before it."""
+    out: list[Analysis] = []
+    victims: set[int] = set()
+    for ev in sorted(events, key=lambda e: e.index):
+        out.append(analyze(ev, ctx, victims))
+        victims.update(k.pid for k in ev.kills)
+    return out

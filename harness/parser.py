@@ -1,0 +1,725 @@
+"""Find every OOM-killer report in a kernel log and turn it into :class:`~harness.events.OomEvent`.
+
+The formats come from ``mm/oom_kill.c``, ``mm/memcontrol.c``, ``mm/show_mem.c`` and
+``lib/dump_stack.c`` of every era from 2.6.36 to 7.x (what each line looked like, and when it
+changed, is in :mod:`harness.eras`).  The parser is deliberately tolerant:
+
+* it streams: text is read in chunks, and while no report is open a single regular-expression
+  search skips the ordinary kernel noise at C speed, so memory does not grow with the log;
+* it is layout-agnostic for the task table: the column header names the columns, and a table
+  whose header was lost is matched by its column count;
+* reports from different tasks are kept apart by the printk caller id (``[  T123]``) when the
+  log has one, so interleaved reports from several CPUs do not mix;
+* a report may be cut anywhere (log ended, ring buffer wrapped, kmsg sequence gap): the event is
+  still returned, with ``complete=False`` and the parts it lacks in ``missing``;
+* any input, however broken, gives a (possibly empty) list of events and never an exception.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import IO
+
+from .events import (
+    KillRecord,
+    MemcgInfo,
+    MemInfo,
+    OomEvent,
+    ReaperLine,
+    SelectLine,
+    Summary,
+    TaskRow,
+    Trigger,
+)
+from .logformat import LogLine, normalize
+
+__all__ = ["parse_text", "parse_file", "parse_stream", "parse_lines", "LogReadError"]
+
+CHUNK = 1 << 20
+# How many unrelated lines may follow a kill before its report is considered over (further
+# Killed lines of an oom.group kill, or the reaper's line, arrive shortly after the first).
+AFTERMATH_LINES = 400
+# Closed events are held back this many events so late oom_reaper lines can still be attached.
+HOLD_BACK = 8
+
+
+class LogReadError(Exception):
+    """The log could not be read at all (missing file, permission, directory)."""
+
+
+# --- line patterns (anchored at the start of the bare message) ---------------------------------
+_TRIGGER = re.compile(
+    r"^(?P<comm>.*?) invoked oom-killer: gfp_mask=(?P<gfp>0x[0-9a-fA-F]+|\d+)(?:\((?P<flags>[^)]*)\))?,"
+    r"(?: nodemask=(?P<nodemask>\S*?),)?\s*order=(?P<order>-?\d+),"
+    r"(?: oom_adj=(?P<oom_adj>-?\d+),)? oom_score_adj=(?P<adj>-?\d+)"
+)
+_CPUSET = re.compile(r"^(?P<comm>.*?) cpuset=(?P<cpuset>\S*) mems_allowed=(?P<mems>\S*)$")
+_DUMP_STACK = re.compile(
+    r"^(?:CPU: \d+ (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: .*?|Pid: (?P<pid2>\d+), comm: .*?)"
+    r" (?:Not tainted|Tainted: [A-Z ]*?) +(?P<ver>\d+\.\d+[^\s#]*)"
+)
+_LINUX_VERSION = re.compile(r"^Linux version (\d+\.\d+\S*)")
+_TASK_IN = re.compile(r"^Task in (?P<task>\S+) killed as a result of limit of (?P<lim>\S+)")
+_LIMIT_REACHED = re.compile(r"^Memory limit reached of cgroup (?P<lim>\S+)")
+_MEMCG_COUNTER = re.compile(
+    r"^(?P<what>memory|memory\+swap|swap|kmem): usage (?P<usage>\d+)kB, limit (?P<limit>\d+)kB, failcnt (?P<f>\d+)"
+)
+_MEMCG_STATS = re.compile(r"^Memory cgroup stats for (?P<path>[^:]*):(?P<rest>.*)$")
+_STAT_KV = re.compile(r"^([a-z_]+)[: ](\d+)(KB)?$")
+_STAT_PAIR = re.compile(r"([a-z_]+):(\d+)KB")
+_PROTECTION = re.compile(r"^Memory cgroup min protection (\d+)kB -- low protection (\d+)kB")
+_PAGES_LINE = re.compile(r"^(\d+) pages (RAM|reserved|HighMem(?:/MovableOnly)?|cma reserved)$")
+_SWAP_LINE = re.compile(r"^(Total|Free) swap\s*=\s*(-?\d+)kB")
+_ZONE = re.compile(r"^Node (\d+) (\w+) free:\d+kB.*? present:(\d+)kB(?: managed:(\d+)kB)?")
+_BUDDY = re.compile(r"^Node \d+ \w+: (?:\d+\*(\d+)kB)")
+_TABLE_HEADER = re.compile(r"^\[\s*pid\s*\]\s+(?P<cols>.*?)\s+name\s*$")
+_ROW = re.compile(r"^\[\s*(\d+)\]\s")
+_SUMMARY = re.compile(r"^oom-kill:(?P<body>.*)$")
+_SUMMARY_TAIL = re.compile(r",task=(?P<task>.*),pid=(?P<pid>-?\d+),uid=(?P<uid>-?\d+)\s*$")
+_SELECT = re.compile(
+    r"^(?:(?P<msg>.+?): )?Kill process (?P<pid>\d+) \((?P<name>.*)\) score (?P<score>-?\d+) or sacrifice child"
+)
+_KILLED = re.compile(
+    r"^(?:(?P<msg>.+?): )?Killed process (?P<pid>\d+) \((?P<name>.*)\),? (?:total-vm|vsz):(?P<vm>\d+)kB,"
+    r" anon-rss:(?P<anon>\d+)kB, file-rss:(?P<file>\d+)kB(?:, shmem-rss:(?P<shmem>\d+)kB)?"
+    r"(?:,? UID:(?P<uid>\d+) pgtables:(?P<pgt>\d+)kB oom_score_adj:(?P<adj>-?\d+))?"
+)
+_KILLED_SHORT = re.compile(r"^(?:(?P<msg>.+?): )?Killed process (?P<pid>\d+) \((?P<name>.*)\)")
+_SHARING = re.compile(r"^Kill process (?P<pid>\d+) \((?P<name>.*)\) sharing same memory")
+_GROUP = re.compile(r"^Tasks in (?P<cg>.*) are going to be killed due to memory\.oom\.group set")
+_REAPED = re.compile(
+    r"^oom_reaper: reaped process (?P<pid>\d+) \((?P<name>.*)\), now anon-rss:(?P<anon>\d+)kB,"
+    r" file-rss:(?P<file>\d+)kB(?:, shmem-rss:(?P<shmem>\d+)kB)?"
+)
+_UNREAPED = re.compile(r"^oom_reaper: (?:unable to reap|giving up) pid:\s*(?P<pid>\d+) \((?P<name>.*)\)")
+_PANIC_ON_OOM = re.compile(r"Out of memory: (?P<how>compulsory|system-wide) panic_on_oom is enabled")
+_NO_KILLABLE = re.compile(r"Out of memory and no killable processes")
+_DEADLOCK = re.compile(r"System is deadlocked on memory")
+_EXITING = re.compile(r"OOM victim (?P<pid>\d+) \((?P<name>.*)\) is already exiting")
+_KERNEL_PANIC = re.compile(r"^Kernel panic - not syncing: (?P<msg>.*)")
+
+# Lines that can start (or belong to) a report; the idle scanner jumps from one to the next.
+_INTERESTING = re.compile(
+    r"invoked oom-killer|Killed process|Kill process|oom-kill:|oom_reaper:|Linux version|"
+    r"\[\s*pid\s*\]|Tasks in .* oom\.group|panic_on_oom|no killable processes|OOM victim|"
+    r"deadlocked on memory"
+)
+
+# Column count (after pid) -> column names, for rows whose header line was lost.  Seven numeric
+# columns fit three layouts (2.6.36-3.5, 3.6-3.19, 4.15-6.7); the modern one is assumed and the
+# event's table_layout says "(header lost)" so nobody mistakes it for a certainty.
+_HEADERLESS_LAYOUTS: dict[int, list[str]] = {
+    7: ["uid", "tgid", "total_vm", "rss", "pgtables_bytes", "swapents", "oom_score_adj"],
+    8: ["uid", "tgid", "total_vm", "rss", "nr_ptes", "nr_pmds", "swapents", "oom_score_adj"],
+    10: ["uid", "tgid", "total_vm", "rss", "rss_anon", "rss_file", "rss_shmem", "pgtables_bytes",
+         "swapents", "oom_score_adj"],
+}
+
+_INT_COLUMNS = {"uid", "tgid", "total_vm", "rss", "rss_anon", "rss_file", "rss_shmem", "nr_ptes",
+                "nr_pmds", "pgtables_bytes", "swapents", "cpu", "oom_adj", "oom_score_adj"}
+
+
+def _layout_name(cols: list[str], pid_width: int) -> str:
+    if "cpu" in cols:
+        return "2.6.36-3.5 (cpu oom_adj)"
+    if "rss_anon" in cols:
+        return "6.8+ (rss_anon rss_file rss_shmem)"
+    if "nr_pmds" in cols:
+        return "4.0-4.14 (nr_ptes nr_pmds)"
+    if "nr_ptes" in cols:
+        return "3.6-3.19 (nr_ptes)"
+    if "pgtables_bytes" in cols:
+        return "4.19-6.7 (pgtables_bytes)" if pid_width >= 7 else "4.15-4.18 (pgtables_bytes)"
+    return "unknown (" + " ".join(cols) + ")"
+
+
+class _Builder:
+    """Accumulates one report's lines into an :class:`OomEvent`."""
+
+    __slots__ = ("ev", "section", "table_cols", "killed_at", "lines_since_kill", "done")
+
+    def __init__(self, ev: OomEvent) -> None:
+        self.ev = ev
+        self.section = ""  # "", "meminfo", "memcg_stats", "table"
+        self.table_cols: list[str] | None = None
+        self.killed_at = -1
+        self.lines_since_kill = 0
+        self.done = False
+
+    def feature(self, name: str) -> None:
+        if name not in self.ev.features:
+            self.ev.features.append(name)
+
+
+class _Parser:
+    def __init__(self, keep_lines: bool = True) -> None:
+        self.keep_lines = keep_lines
+        self.open: dict[str | None, _Builder] = {}
+        self.held: deque[OomEvent] = deque()
+        self.out: deque[OomEvent] = deque()
+        self.count = 0
+        self.kernel_version: str | None = None
+        self.last_seq: int | None = None
+
+    # -- public ---------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return bool(self.open)
+
+    def feed(self, ll: LogLine) -> None:
+        try:
+            self._feed(ll)
+        except Exception:  # noqa: BLE001 - a parser bug must never take the caller down
+            b = self.open.get(ll.caller if ll.caller in self.open else None)
+            if b is not None and "unparsable line" not in b.ev.missing:
+                b.ev.missing.append("unparsable line")
+
+    def finish(self) -> None:
+        for key in list(self.open):
+            self._close(key)
+        while self.held:
+            self.out.append(self.held.popleft())
+
+    # -- internals ------------------------------------------------------------------------------
+    def _key(self, ll: LogLine) -> str | None:
+        # Reports are printed by the allocating task; its caller id keeps it apart from others.
+        return ll.caller if ll.caller and ll.caller[0] == "T" else (ll.caller if ll.caller else None)
+
+    def _new(self, ll: LogLine, key: str | None, trigger: Trigger | None) -> _Builder:
+        if key in self.open:
+            self._close(key)
+        ev = OomEvent(index=self.count, first_line=ll.lineno, last_line=ll.lineno, ts=ll.ts,
+                      caller=ll.caller, trigger=trigger, kernel_version=self.kernel_version)
+        self.count += 1
+        b = _Builder(ev)
+        self.open[key] = b
+        return b
+
+    def _close(self, key: str | None) -> None:
+        b = self.open.pop(key, None)
+        if b is None:
+            return
+        _finalize(b)
+        self.held.append(b.ev)
+        while len(self.held) > HOLD_BACK:
+            self.out.append(self.held.popleft())
+
+    def _builder_for(self, ll: LogLine) -> _Builder | None:
+        key = self._key(ll)
+        b = self.open.get(key)
+        if b is None and key is not None and len(self.open) == 1 and None in self.open:
+            b = self.open[None]
+        if b is None and key is None and len(self.open) == 1:
+            b = next(iter(self.open.values()))
+        return b
+
+    def _feed(self, ll: LogLine) -> None:
+        text = ll.text
+        if ll.seq is not None:
+            if self.last_seq is not None and ll.seq > self.last_seq + 1:
+                for b in self.open.values():
+                    if "lines lost (kmsg sequence gap)" not in b.ev.missing:
+                        b.ev.missing.append("lines lost (kmsg sequence gap)")
+            self.last_seq = ll.seq
+        if not text:
+            return
+        m = _TRIGGER.match(text)
+        if m:
+            t = Trigger(
+                comm=m["comm"], gfp_mask=int(m["gfp"], 0), gfp_flags=m["flags"], order=int(m["order"]),
+                oom_score_adj=int(m["adj"]), oom_adj=int(m["oom_adj"]) if m["oom_adj"] else None,
+                nodemask=m["nodemask"],
+            )
+            b = self._new(ll, self._key(ll), t)
+            self._line(b, ll)
+            if m["oom_adj"] is not None:
+                b.feature("header:oom_adj")
+            if m["flags"] is not None:
+                b.feature("header:gfp_symbolic")
+            else:
+                b.feature("header:gfp_plain")
+            if m["nodemask"] is not None:
+                b.feature("header:nodemask")
+            return
+        if text.startswith("Linux version"):
+            mv = _LINUX_VERSION.match(text)
+            if mv:
+                self.kernel_version = mv.group(1)
+            return
+        b = self._builder_for(ll)
+        if text.startswith("oom_reaper:"):
+            self._reaper(text)
+            return
+        if b is None:
+            # A report whose beginning was lost (ratelimited header, wrapped ring buffer).
+            starts_report = (
+                _TABLE_HEADER.match(text) or _SUMMARY.match(text) or "Killed process" in text
+                or "Kill process" in text or text.startswith("Tasks state")
+                or _PANIC_ON_OOM.search(text) or _NO_KILLABLE.search(text)
+            )
+            if starts_report:
+                b = self._new(ll, self._key(ll), None)
+            else:
+                return
+        self._line(b, ll)
+        self._dispatch(b, ll, text)
+        if b.killed_at >= 0:
+            b.lines_since_kill += 1
+            if b.lines_since_kill > AFTERMATH_LINES:
+                self._close(self._key_of(b))
+
+    def _key_of(self, b: _Builder) -> str | None:
+        for k, v in self.open.items():
+            if v is b:
+                return k
+        return None
+
+    def _line(self, b: _Builder, ll: LogLine) -> None:
+        b.ev.last_line = ll.lineno
+        if self.keep_lines:
+            b.ev.lines.append(ll.text)
+
+    def _reaper(self, text: str) -> None:
+        m = _REAPED.match(text)
+        if m:
+            r = ReaperLine(int(m["pid"]), m["name"], True, int(m["anon"]), int(m["file"]),
+                           int(m["shmem"]) if m["shmem"] else None)
+        else:
+            m = _UNREAPED.match(text)
+            if not m:
+                return
+            r = ReaperLine(int(m["pid"]), m["name"], False)
+        for ev in [b.ev for b in self.open.values()] + list(reversed(self.held)):
+            if any(k.pid == r.pid for k in ev.kills):
+                ev.reaper.append(r)
+                if "reaper" not in ev.features:
+                    ev.features.append("reaper")
+                return
+
+    def _dispatch(self, b: _Builder, ll: LogLine, text: str) -> None:  # noqa: C901 - one switch
+        ev = b.ev
+        # --- task table rows first: they are the bulk of a report -------------------------------
+        if text[0] == "[":
+            if (b.section == "table" or (b.table_cols is None and _ROW.match(text))) and self._row(b, text):
+                return
+            mh = _TABLE_HEADER.match(text)
+            if mh:
+                cols = mh["cols"].split()
+                width = text.index("]") - 1  # "[ pid ]" (<=4.18) vs "[  pid  ]" (4.19+)
+                b.table_cols = cols
+                b.section = "table"
+                ev.table_layout = _layout_name(cols, width)
+                b.feature("table:" + ev.table_layout.split(" ")[0])
+                if "rss_anon" in cols:
+                    b.feature("table:rss_split")
+                return
+        if b.section == "table" and not text.startswith("Tasks state"):
+            b.section = ""
+            ev.table_complete = bool(ev.table)
+        if b.section == "memcg_stats":
+            m = _STAT_KV.match(text)
+            if m and ev.memcg is not None:
+                ev.memcg.stats[m.group(1)] = int(m.group(2))
+                return
+            b.section = ""
+        if b.section == "meminfo" and self._meminfo(b, text):
+            return
+        # --- header parts ----------------------------------------------------------------------
+        if text.startswith("Tasks state"):
+            b.feature("table:tasks_state")
+            b.section = "table"
+            return
+        if ev.kernel_version is None or ev.current_pid is None:
+            m = _DUMP_STACK.match(text)
+            if m:
+                ev.kernel_version = m["ver"]
+                ev.current_pid = int(m["pid"] or m["pid2"])
+                if " UID: " in text[:30]:
+                    b.feature("dump_stack:uid")
+                return
+        if " cpuset=" in text and ev.cpuset is None and not text.startswith("oom-kill:"):
+            m = _CPUSET.match(text)
+            if m:
+                ev.cpuset, ev.mems_allowed = m["cpuset"], m["mems"]
+                b.feature("cpuset_line")
+                return
+        if text.startswith("Mem-Info:"):
+            ev.meminfo = ev.meminfo or MemInfo()
+            b.section = "meminfo"
+            return
+        m = _MEMCG_COUNTER.match(text)
+        if m:
+            mc = ev.memcg = ev.memcg or MemcgInfo()
+            usage, limit = int(m["usage"]), int(m["limit"])
+            what = m["what"]
+            if what == "memory":
+                mc.usage_kb, mc.limit_kb, mc.failcnt = usage, limit, int(m["f"])
+            elif what == "memory+swap":
+                mc.memsw_usage_kb, mc.memsw_limit_kb = usage, limit
+            elif what == "swap":
+                mc.swap_usage_kb, mc.swap_limit_kb = usage, limit
+                b.feature("memcg:swap_v2")
+            else:
+                mc.kmem_usage_kb = usage
+            return
+        if text.startswith("Memory cgroup stats for"):
+            m = _MEMCG_STATS.match(text)
+            if m:
+                mc = ev.memcg = ev.memcg or MemcgInfo()
+                if mc.stats_path is None:
+                    mc.stats_path = m["path"]
+                rest = m["rest"].strip()
+                if rest:
+                    b.feature("memcg:stats_oneline")
+                    if m["path"] == mc.stats_path:
+                        for k, v in _STAT_PAIR.findall(rest):
+                            mc.stats[k] = int(v)
+                else:
+                    b.feature("memcg:stats_multiline")
+                    b.section = "memcg_stats"
+                return
+        if text.startswith("Task in "):
+            m = _TASK_IN.match(text)
+            if m:
+                mc = ev.memcg = ev.memcg or MemcgInfo()
+                mc.task_in, mc.limit_of = m["task"], m["lim"]
+                b.feature("memcg:task_in")
+                return
+        if text.startswith("Memory limit reached"):
+            m = _LIMIT_REACHED.match(text)
+            if m:
+                mc = ev.memcg = ev.memcg or MemcgInfo()
+                mc.limit_of = m["lim"]
+                return
+        if text.startswith("Memory cgroup min protection"):
+            m = _PROTECTION.match(text)
+            if m:
+                mc = ev.memcg = ev.memcg or MemcgInfo()
+                mc.min_protection_kb, mc.low_protection_kb = int(m.group(1)), int(m.group(2))
+                b.feature("memcg:min_protection")
+                return
+        # --- verdict lines ---------------------------------------------------------------------
+        if text.startswith("oom-kill:"):
+            ev.summary = _summary(text)
+            b.feature("summary")
+            if ev.table:
+                ev.table_complete = True
+            return
+        if "Kill process" in text:
+            m = _SELECT.match(text)
+            if m:
+                ev.select = SelectLine(int(m["pid"]), m["name"], int(m["score"]), m["msg"])
+                b.feature("select_line")
+                return
+            m = _SHARING.match(text)
+            if m:
+                ev.kills.append(KillRecord(int(m["pid"]), m["name"], shared_mm=True, ts=ll.ts))
+                return
+        if "Killed process" in text:
+            k = _killed(text, ll.ts)
+            if k is not None:
+                if ev.group_memcg is not None and ev.kills:
+                    k.group = True
+                elif ev.kills and any(not x.group and not x.shared_mm for x in ev.kills):
+                    k.group = True  # a second Killed line in one report: an oom.group member
+                ev.kills.append(k)
+                if k.message and "oom_kill_allocating_task" in k.message:
+                    ev.allocating_task_kill = True
+                b.feature("killed:prefixed" if k.message else "killed:unprefixed")
+                if k.shmem_rss_kb is not None:
+                    b.feature("killed:shmem")
+                if k.uid is not None:
+                    b.feature("killed:uid_pgtables")
+                if b.killed_at < 0:
+                    b.killed_at = ll.lineno
+                b.lines_since_kill = 0
+                return
+        if text.startswith("Tasks in "):
+            m = _GROUP.match(text)
+            if m:
+                ev.group_memcg = m["cg"]
+                b.feature("oom_group")
+                return
+        m = _EXITING.search(text)
+        if m:
+            ev.victim_exiting = True
+            b.killed_at = ll.lineno
+            return
+        m = _PANIC_ON_OOM.search(text)
+        if m:
+            ev.panic = text
+            b.feature("panic_on_oom")
+            self._close(self._key_of(b))
+            return
+        if _NO_KILLABLE.search(text) or _DEADLOCK.search(text):
+            ev.no_killable = True
+            if _DEADLOCK.search(text):
+                ev.panic = text
+            b.killed_at = ll.lineno
+            return
+        m = _KERNEL_PANIC.match(text)
+        if m and ev.panic is None:
+            ev.panic = text
+            self._close(self._key_of(b))
+            return
+        if text.startswith("Swap cache stats"):
+            b.feature("swap_cache_stats")
+
+    def _row(self, b: _Builder, text: str) -> bool:
+        try:
+            close = text.index("]")
+            pid = int(text[1:close])
+        except ValueError:
+            return False
+        cols = b.table_cols
+        rest = text[close + 1:]
+        if cols is None:
+            parts = rest.split()
+            n = 0
+            for p in parts:
+                if p.lstrip("-").isdigit():
+                    n += 1
+                else:
+                    break
+            cols = _HEADERLESS_LAYOUTS.get(n)
+            if cols is None:
+                return False
+            b.table_cols = cols
+            b.ev.table_layout = _layout_name(cols, close - 1) + " (header lost)"
+            b.section = "table"
+        parts = rest.split(None, len(cols))
+        if len(parts) < len(cols):
+            if b.ev.table:
+                b.ev.missing.append("task table row cut short")
+            return True
+        vals: dict[str, int] = {}
+        for name, p in zip(cols, parts, strict=False):
+            if name in _INT_COLUMNS:
+                try:
+                    vals[name] = int(p)
+                except ValueError:
+                    return False
+        name = parts[len(cols)] if len(parts) > len(cols) else ""
+        b.ev.table.append(TaskRow(
+            pid=pid, uid=vals.get("uid", -1), tgid=vals.get("tgid", pid), total_vm=vals.get("total_vm", 0),
+            rss=vals.get("rss", 0), oom_score_adj=vals.get("oom_score_adj", 0), name=name,
+            rss_anon=vals.get("rss_anon"), rss_file=vals.get("rss_file"), rss_shmem=vals.get("rss_shmem"),
+            nr_ptes=vals.get("nr_ptes"), nr_pmds=vals.get("nr_pmds"), pgtables_bytes=vals.get("pgtables_bytes"),
+            swapents=vals.get("swapents"), cpu=vals.get("cpu"), oom_adj=vals.get("oom_adj"),
+        ))
+        return True
+
+    def _meminfo(self, b: _Builder, text: str) -> bool:
+        mi = b.ev.meminfo
+        assert mi is not None
+        m = _PAGES_LINE.match(text)
+        if m:
+            n, what = int(m.group(1)), m.group(2)
+            if what == "RAM":
+                mi.pages_ram = n
+            elif what == "reserved":
+                mi.pages_reserved = n
+            elif what.startswith("HighMem"):
+                mi.pages_highmem = n
+            else:
+                mi.pages_cma_reserved = n
+            return True
+        m = _SWAP_LINE.match(text)
+        if m:
+            if m.group(1) == "Total":
+                mi.total_swap_kb = int(m.group(2))
+            else:
+                mi.free_swap_kb = int(m.group(2))
+            return True
+        if text.startswith("Node "):
+            m = _ZONE.match(text)
+            if m:
+                key = f"{m.group(1)}/{m.group(2)}"
+                mi.zone_present_kb[key] = int(m.group(3))
+                if m.group(4):
+                    mi.zone_managed_kb[key] = int(m.group(4))
+                return True
+            m = _BUDDY.match(text)
+            if m:
+                kb = int(m.group(1))
+                mi.page_size_kb = kb if mi.page_size_kb is None else min(mi.page_size_kb, kb)
+                return True
+        return False
+
+
+def _summary(text: str) -> Summary:
+    s = Summary()
+    body = text[len("oom-kill:"):]
+    m = _SUMMARY_TAIL.search(body)
+    if m:
+        s.task, s.pid, s.uid = m["task"], int(m["pid"]), int(m["uid"])
+        body = body[: m.start()]
+    # nodemask and mems_allowed values are node lists that may themselves contain commas
+    # ("0,2-3"), so split on ",key=" boundaries rather than on every comma.
+    for part in re.split(r",(?=[a-z_]+(?:=|$|,))", body):
+        if part == "global_oom":
+            s.global_oom = True
+            continue
+        k, _, v = part.partition("=")
+        if k == "constraint":
+            s.constraint = v
+        elif k == "nodemask":
+            s.nodemask = v
+        elif k == "cpuset":
+            s.cpuset = v
+        elif k == "mems_allowed":
+            s.mems_allowed = v
+        elif k == "oom_memcg":
+            s.oom_memcg = v
+        elif k == "task_memcg":
+            s.task_memcg = v
+        elif k == "task":
+            s.task = v
+        elif k == "pid":
+            s.pid = _int(v)
+        elif k == "uid":
+            s.uid = _int(v)
+    return s
+
+
+def _int(v: str) -> int | None:
+    try:
+        return int(v)
+    except ValueError:
+        return None
+
+
+def _killed(text: str, ts: float | None) -> KillRecord | None:
+    m = _KILLED.match(text)
+    if m:
+        return KillRecord(
+            pid=int(m["pid"]), name=m["name"], message=m["msg"], total_vm_kb=int(m["vm"]),
+            anon_rss_kb=int(m["anon"]), file_rss_kb=int(m["file"]),
+            shmem_rss_kb=int(m["shmem"]) if m["shmem"] else None,
+            uid=int(m["uid"]) if m["uid"] else None, pgtables_kb=int(m["pgt"]) if m["pgt"] else None,
+            oom_score_adj=int(m["adj"]) if m["adj"] else None, ts=ts,
+        )
+    m = _KILLED_SHORT.match(text)
+    if m:
+        return KillRecord(pid=int(m["pid"]), name=m["name"], message=m["msg"], ts=ts)
+    return None
+
+
+def _finalize(b: _Builder) -> None:
+    ev = b.ev
+    if b.section == "table" and ev.table:
+        # The log ended (or the report was cut) while the table was being printed.
+        ev.table_complete = ev.table_complete or bool(ev.kills or ev.summary or ev.select)
+    elif ev.table and (ev.kills or ev.summary or ev.select or ev.panic):
+        ev.table_complete = True
+    missing = ev.missing
+    if ev.trigger is None:
+        missing.append("header line (`invoked oom-killer`)")
+    if ev.memcg is None and ev.meminfo is None and ev.trigger is not None:
+        missing.append("memory state (Mem-Info or memcg block)")
+    if not ev.table:
+        missing.append("task table")
+    elif not ev.table_complete:
+        missing.append("end of task table")
+    outcome = ev.kills or ev.panic or ev.no_killable or ev.victim_exiting
+    if not outcome:
+        missing.append("kill line")
+    ev.complete = not missing
+
+
+# --- entry points --------------------------------------------------------------------------------
+
+def parse_lines(lines: Iterable[LogLine], *, keep_lines: bool = True) -> Iterator[OomEvent]:
+    """Parse already-normalized lines (e.g. records read from ``/dev/kmsg``)."""
+    p = _Parser(keep_lines)
+    for ll in lines:
+        p.feed(ll)
+        while p.out:
+            yield p.out.popleft()
+    p.finish()
+    yield from p.out
+
+
+def parse_stream(chunks: Iterable[str], *, keep_lines: bool = True) -> Iterator[OomEvent]:
+    """Parse text arriving in chunks of any size; memory stays bounded by the chunk size.
+
+    While no report is open, the next line that could belong to one is found with one regex
+    search over the chunk, so ordinary kernel noise costs almost nothing.
+    """
+    p = _Parser(keep_lines)
+    carry = ""
+    lineno = 0
+    for chunk in chunks:
+        if not chunk:
+            continue
+        buf = carry + chunk
+        end = buf.rfind("\n")
+        if end < 0:
+            carry = buf
+            continue
+        carry = buf[end + 1:]
+        lineno = _feed_buffer(p, buf, end + 1, lineno)
+        while p.out:
+            yield p.out.popleft()
+    if carry:
+        lineno = _feed_buffer(p, carry + "\n", len(carry) + 1, lineno)
+    p.finish()
+    yield from p.out
+
+
+def _feed_buffer(p: _Parser, buf: str, limit: int, lineno: int) -> int:
+    pos = 0
+    search = _INTERESTING.search
+    while pos < limit:
+        if not p.busy:
+            m = search(buf, pos, limit)
+            if m is None:
+                lineno += buf.count("\n", pos, limit)
+                return lineno
+            start = buf.rfind("\n", pos, m.start()) + 1
+            lineno += buf.count("\n", pos, start)
+            pos = start
+        nl = buf.find("\n", pos, limit)
+        if nl < 0:
+            nl = limit - 1
+        lineno += 1
+        ll = normalize(buf[pos:nl], lineno)
+        pos = nl + 1
+        if ll is not None:
+            p.feed(ll)
+    return lineno
+
+
+def parse_text(text: str, *, keep_lines: bool = True) -> list[OomEvent]:
+    """Parse a whole log held in memory."""
+    return list(parse_stream([text], keep_lines=keep_lines))
+
+
+def _chunks(f: IO[str]) -> Iterator[str]:
+    while True:
+        c = f.read(CHUNK)
+        if not c:
+            return
+        yield c
+
+
+def parse_file(path: str, *, keep_lines: bool = True) -> Iterator[OomEvent]:
+    """Parse a saved log file (``-`` for standard input).  Raises :class:`LogReadError`."""
+    import sys
+
+    if path == "-":
+        stream: IO[str] = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        yield from parse_stream(_chunks(stream), keep_lines=keep_lines)
+        return
+    try:
+        f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
+    except OSError as e:
+        raise LogReadError(f"{path}: cannot read: {e.strerror or e}") from None
+    with f:
+        try:
+            yield from parse_stream(_chunks(f), keep_lines=keep_lines)
+        except OSError as e:
+            raise LogReadError(f"{path}: read failed: {e.strerror or e}") from None

@@ -1,0 +1,69 @@
+"""Plain-text rendering of analyses and tables for the terminal (no third-party dependencies)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool] | None = None) -> str:
+    """Align *rows* under *headers*; numbers right-aligned unless *right* says otherwise."""
+    cells = [[("-" if v is None else str(v)) for v in r] for r in rows]
+    widths = [len(h) for h in headers]
+    for r in cells:
+        for i, v in enumerate(r):
+            widths[i] = max(widths[i], len(v))
+    if right is None:
+        right = [all(_numeric(r[i]) for r in cells) and bool(cells) for i in range(len(headers))]
+
+    def fmt(vals: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if right[i] else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths,
+                                                                                              strict=False))).rstrip()
+
+    out = [fmt(list(headers)), fmt(["-" * w for w in widths])]
+    out.extend(fmt(r) for r in cells)
+    return "\n".join(out)
+
+
+def _numeric(s: str) -> bool:
+    return s == "-" or s.lstrip("-").replace(".", "", 1).isdigit()
+
+
+def analysis_text(d: dict[str, Any], source: str = "", max_rows: int = 15) -> str:
+    """Human summary of one ``Analysis.to_dict()``."""
+    lines = []
+    state = "complete" if d["complete"] else "INCOMPLETE (missing: " + "; ".join(d["missing"]) + ")"
+    where = f"{source}:" if source else "lines "
+    ts = f", t={d['timestamp']:.3f}s" if d.get("timestamp") is not None else ""
+    lines.append(f"Event {d['index'] + 1} ({where}{d['first_line']}-{d['last_line']}{ts}): {d['kind']} OOM, "
+                 f"kernel {d['kernel'] or 'unknown'}, era {d['era']} - {state}")
+    lines.append(f"  era evidence: {d['era_evidence']}")
+    t = d.get("trigger")
+    if t:
+        flags = f"({t['gfp_flags']})" if t.get("gfp_flags") else ""
+        gfp = f"{t['gfp_mask']:#x}" if t.get("gfp_mask") is not None else "?"
+        lines.append(f"  trigger: {t['comm']} (pid {t.get('pid') or '?'}) gfp_mask={gfp}{flags} order={t['order']}")
+    if d.get("constraint") or d.get("oom_memcg"):
+        lines.append(f"  constraint: {d.get('constraint') or '-'}  oom_memcg: {d.get('oom_memcg') or '-'}")
+    lines.append(f"  totalpages: {d['totalpages'] if d['totalpages'] is not None else 'unknown'} ({d['totalpages_note']})")
+    cands = d.get("candidates") or []
+    if cands:
+        rows = [[c["rank"] or "-", c["pid"], c["name"], c["points"] if c["eligible"] else "inelig.", c["rss"],
+                 c["swapents"], c["pagetables"], c["oom_score_adj"], c["oom_score"]] for c in cands[:max_rows]]
+        body = table(["rank", "pid", "name", "points", "rss", "swap", "pgtbl", "adj", "oom_score"], rows)
+        lines.extend("  " + x for x in body.splitlines())
+        if len(cands) > max_rows:
+            lines.append(f"  ... {len(cands) - max_rows} more")
+    for k in d.get("kills") or []:
+        tag = " (oom.group)" if k["group"] else (" (shares mm)" if k["shared_mm"] else "")
+        lines.append(f"  killed: {k['pid']} ({k['name']}){tag}")
+    p, o = d.get("predicted_victim"), d.get("observed_victim")
+    lines.append(f"  predicted: {_who(p)}   observed: {_who(o)}   verdict: {d['verdict'].upper()}")
+    lines.append(f"  reason: {d['reason']}")
+    for n in d.get("notes") or []:
+        lines.append(f"  note: {n}")
+    return "\n".join(lines)
+
+
+def _who(w: dict[str, Any] | None) -> str:
+    return "-" if not w else f"{w['pid']} ({w['name']})"
