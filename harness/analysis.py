@@ -66,13 +66,18 @@ class Analysis:
             "first_line": ev.first_line,
             "last_line": ev.last_line,
             "timestamp": ev.ts,
-            "trigger": None if ev.trigger is None else {
-                "comm": ev.trigger.comm, "gfp_mask": ev.trigger.gfp_mask, "gfp_flags": ev.trigger.gfp_flags,
-                "order": ev.trigger.order, "oom_score_adj": ev.trigger.oom_score_adj,
-                "pid": ev.current_pid},
+            "trigger": None
+            if ev.trigger is None
+            else {
+                "comm": ev.trigger.comm,
+                "gfp_mask": ev.trigger.gfp_mask,
+                "gfp_flags": ev.trigger.gfp_flags,
+                "order": ev.trigger.order,
+                "oom_score_adj": ev.trigger.oom_score_adj,
+                "pid": ev.current_pid,
+            },
             "constraint": ev.summary.constraint if ev.summary else None,
-            "oom_memcg": (ev.summary.oom_memcg if ev.summary else None)
-            or (ev.memcg.limit_of if ev.memcg else None),
+            "oom_memcg": (ev.summary.oom_memcg if ev.summary else None) or (ev.memcg.limit_of if ev.memcg else None),
             "totalpages": self.totalpages,
             "totalpages_note": self.totalpages_note,
             "observed_victim": self.observed,
@@ -81,9 +86,20 @@ class Analysis:
             "reason": self.reason,
             "notes": list(self.notes),
             "candidates": self.candidates,
-            "kills": [{"pid": k.pid, "name": k.name, "message": k.message, "group": k.group,
-                       "shared_mm": k.shared_mm, "anon_rss_kb": k.anon_rss_kb, "file_rss_kb": k.file_rss_kb,
-                       "shmem_rss_kb": k.shmem_rss_kb, "oom_score_adj": k.oom_score_adj} for k in ev.kills],
+            "kills": [
+                {
+                    "pid": k.pid,
+                    "name": k.name,
+                    "message": k.message,
+                    "group": k.group,
+                    "shared_mm": k.shared_mm,
+                    "anon_rss_kb": k.anon_rss_kb,
+                    "file_rss_kb": k.file_rss_kb,
+                    "shmem_rss_kb": k.shmem_rss_kb,
+                    "oom_score_adj": k.oom_score_adj,
+                }
+                for k in ev.kills
+            ],
             "group_kill_memcg": ev.group_memcg,
             "reaped": [{"pid": r.pid, "name": r.name, "reaped": r.reaped} for r in ev.reaper],
             "panic": ev.panic,
@@ -141,21 +157,37 @@ def derive_totalpages(ev: OomEvent, era: Era, ctx: Context) -> tuple[int | None,
         swappiness = ctx.swappiness if ctx.swappiness is not None else 60
 
         def calc(swap: int) -> int:
-            return totalpages_memcg(era, limit=mem, total_swap_pages=swap, swappiness=swappiness,
-                                    memsw_limit=memsw, swap_max=smax, cgroup_v2=v2)
+            return totalpages_memcg(
+                era,
+                limit=mem,
+                total_swap_pages=swap,
+                swappiness=swappiness,
+                memsw_limit=memsw,
+                swap_max=smax,
+                cgroup_v2=v2,
+            )
 
         if swap_pages is not None:
             t = calc(swap_pages)
-            return t, t, f"memcg limit {mc.limit_kb}kB" + (
-                f" + swap term (total swap {swap_pages} pages)" if t != mem else "")
+            return (
+                t,
+                t,
+                f"memcg limit {mc.limit_kb}kB" + (f" + swap term (total swap {swap_pages} pages)" if t != mem else ""),
+            )
         lo, hi = calc(0), calc(1 << 40)
         if lo == hi:
             return lo, hi, f"memcg limit {mc.limit_kb}kB (swap cannot add: its limit is 0)"
-        return lo, (None if hi >= (1 << 40) else hi), (
-            f"memcg limit {mc.limit_kb}kB; swap term unknown (the report does not print total swap)")
+        return (
+            lo,
+            (None if hi >= (1 << 40) else hi),
+            (f"memcg limit {mc.limit_kb}kB; swap term unknown (the report does not print total swap)"),
+        )
     if kind in ("cpuset", "mempolicy"):
-        allowed = _nodes(ev.summary.nodemask if (ev.summary and kind == "mempolicy") else
-                         (ev.summary.mems_allowed if ev.summary else ev.mems_allowed))
+        allowed = _nodes(
+            ev.summary.nodemask
+            if (ev.summary and kind == "mempolicy")
+            else (ev.summary.mems_allowed if ev.summary else ev.mems_allowed)
+        )
         if mi is None or not mi.zone_present_kb or allowed is None or swap_pages is None:
             return None, None, "node sizes or swap not in the report"
         present = sum(kb for key, kb in mi.zone_present_kb.items() if int(key.split("/")[0]) in allowed)
@@ -182,9 +214,19 @@ def _task(row: TaskRow, era: Era, ctx: Context, previous_victims: set[int]) -> T
         cap = (row.pid in ctx.cap_sys_admin_pids) if ctx.cap_sys_admin_pids is not None else row.uid == 0
     victim = row.pid in previous_victims or row.tgid in previous_victims
     return Task(
-        pid=row.pid, name=row.name, rss=row.rss, swapents=row.swapents or 0, nr_ptes=row.nr_ptes or 0,
-        nr_pmds=row.nr_pmds or 0, pgtables_bytes=row.pgtables_bytes or 0, oom_score_adj=row.oom_score_adj,
-        tgid=row.tgid, uid=row.uid, cap_sys_admin=cap, oom_victim=victim, mm_oom_skip=victim,
+        pid=row.pid,
+        name=row.name,
+        rss=row.rss,
+        swapents=row.swapents or 0,
+        nr_ptes=row.nr_ptes or 0,
+        nr_pmds=row.nr_pmds or 0,
+        pgtables_bytes=row.pgtables_bytes or 0,
+        oom_score_adj=row.oom_score_adj,
+        tgid=row.tgid,
+        uid=row.uid,
+        cap_sys_admin=cap,
+        oom_victim=victim,
+        mm_oom_skip=victim,
     )
 
 
@@ -230,16 +272,36 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
     if choice.suspect_version:
         notes.append("kernel version contradicts the report format (vendor back-port?)")
 
-    def result(verdict: str, reason: str, predicted: dict[str, Any] | None = None,
-               cands: list[dict[str, Any]] | None = None, tp: int | None = None) -> Analysis:
-        return Analysis(ev, era, choice.evidence, verdict, reason, tp if tp is not None else lo, tp_note,
-                        selected, predicted, cands or [], notes)
+    def result(
+        verdict: str,
+        reason: str,
+        predicted: dict[str, Any] | None = None,
+        cands: list[dict[str, Any]] | None = None,
+        tp: int | None = None,
+    ) -> Analysis:
+        return Analysis(
+            ev,
+            era,
+            choice.evidence,
+            verdict,
+            reason,
+            tp if tp is not None else lo,
+            tp_note,
+            selected,
+            predicted,
+            cands or [],
+            notes,
+        )
+
+    # (tp_note and lo may be refined below; result() reads them when called)
 
     if not ev.table:
         if ev.allocating_task_kill:
-            return result("match" if killed and ev.current_pid in (None, killed["pid"]) else "mismatch",
-                          "vm.oom_kill_allocating_task=1: the allocating task is killed without scoring",
-                          _who(ev.current_pid, ev.trigger.comm if ev.trigger else None))
+            return result(
+                "match" if killed and ev.current_pid in (None, killed["pid"]) else "mismatch",
+                "vm.oom_kill_allocating_task=1: the allocating task is killed without scoring",
+                _who(ev.current_pid, ev.trigger.comm if ev.trigger else None),
+            )
         if ev.panic or ev.no_killable:
             return result("no-victim", _no_victim_reason(ev))
         return result("undecidable", "no task table in the report (vm.oom_dump_tasks=0, or it was cut off)")
@@ -254,36 +316,83 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
     if ev.allocating_task_kill:
         want = _who(ev.current_pid, ev.trigger.comm if ev.trigger else None)
         ok = killed is not None and want is not None and killed["pid"] == want["pid"]
-        return result("match" if ok else "mismatch",
-                      "vm.oom_kill_allocating_task=1: the allocating task is killed without scoring"
-                      + ("" if ok else f"; killed {killed} instead of the allocating task {want}"), want, cands)
+        return result(
+            "match" if ok else "mismatch",
+            "vm.oom_kill_allocating_task=1: the allocating task is killed without scoring"
+            + ("" if ok else f"; killed {killed} instead of the allocating task {want}"),
+            want,
+            cands,
+        )
     if ev.panic or ev.no_killable or ev.victim_exiting or selected is None:
         if ev.panic or ev.no_killable or ev.victim_exiting:
             return result("no-victim", _no_victim_reason(ev), predicted, cands)
-        return result("undecidable", "the report ends before the kill line: " + "; ".join(ev.missing),
-                      predicted, cands)
+        return result("undecidable", "the report ends before the kill line: " + "; ".join(ev.missing), predicted, cands)
     if not ev.table_complete:
         return result("undecidable", "task table incomplete: " + "; ".join(ev.missing), predicted, cands)
     if sel.aborted_by is not None:
         notes.append(f"an earlier victim ({sel.aborted_by.pid}) is still in the table")
 
+    sel_pid = selected["pid"]
+    obs_task = _find(tasks, sel_pid)
+    if obs_task is None and killed is not None and ev.select is not None and killed["pid"] != sel_pid:
+        k_task = _find(tasks, killed["pid"])
+        if k_task is not None and k_task.name == ev.select.name:
+            # Pre-5.3 memcg OOMs scan threads: "Kill process <tid>" names a thread of a listed process.
+            obs_task = k_task
+            notes.append(f"the select line names thread {sel_pid} of process {k_task.pid} (thread scan)")
+    if obs_task is None and ev.trigger is None:
+        return result(
+            "undecidable",
+            f"victim {sel_pid} ({selected['name']}) is not in the task table, and the "
+            "report's beginning is lost, so the table may be partial",
+            predicted,
+            cands,
+        )
+
+    # The printed score (<=5.0) pins down totalpages when the report does not.
+    if (not tp_known or hi != lo) and ev.select is not None and obs_task is not None:
+        solved = _solve_totalpages(obs_task, ev.select.score, era, lo or 1, hi, pkb)
+        if solved is None and era.root_bonus is not None and obs_task.cap_sys_admin:
+            # The uid-0 guess for CAP_SYS_ADMIN may be wrong (containers drop it): ask the score.
+            no_caps = [replace(t, cap_sys_admin=False) for t in tasks]
+            obs2 = _find(no_caps, obs_task.pid)
+            solved = _solve_totalpages(obs2, ev.select.score, era, lo or 1, hi, pkb) if obs2 else None
+            if solved is not None:
+                tasks, obs_task = no_caps, obs2
+                notes.append("the printed score fits only without CAP_SYS_ADMIN: no root bonus applied")
+        if solved is not None:
+            lo, hi = solved
+            tp_known, tp = True, lo
+            tp_note += f"; {lo}..{hi} from the printed score {ev.select.score}"
+            sel = _select(tasks, tp, era, pkb)
+            cands = _candidates(sel, tp, era, pkb, _global_totalpages(ev, lo, ctx, pkb))
+            predicted = _who(sel.chosen.pid, sel.chosen.name) if sel.chosen else None
+
     # Uncertain totalpages: does the answer depend on it?
-    adj_matters = len({t.oom_score_adj for t in tasks if t.oom_score_adj != -1000}) > 1 or (
-        any(t.oom_score_adj not in (0, -1000) for t in tasks)) or era.thousand_scale
+    adj_matters = (
+        len({t.oom_score_adj for t in tasks if t.oom_score_adj != -1000}) > 1
+        or (any(t.oom_score_adj not in (0, -1000) for t in tasks))
+        or era.thousand_scale
+    )
     if not tp_known or (hi is not None and hi != lo) or (hi is None and lo is not None and lo != hi):
         if adj_matters:
             alt = _select(tasks, hi, era, pkb) if hi is not None else None
             if not tp_known or alt is None or (alt.chosen and sel.chosen and alt.chosen.pid != sel.chosen.pid):
-                return result("undecidable", f"totalpages unknown ({tp_note}) and oom_score_adj values make it "
-                              "matter", predicted, cands)
+                return result(
+                    "undecidable",
+                    f"totalpages unknown ({tp_note}) and oom_score_adj values make it matter",
+                    predicted,
+                    cands,
+                )
         notes.append(f"totalpages not exact ({tp_note}); it does not change the ranking")
 
-    sel_pid = selected["pid"]
-    obs_task = _find(tasks, sel_pid)
     child_note = ""
-    if killed and killed["pid"] != sel_pid:
-        child_note = f"; the kernel then sacrificed child {killed['pid']} ({killed['name']})" if (
-            era.sacrifice_child or ev.select) else ""
+    if killed and killed["pid"] != sel_pid and not (obs_task is not None and obs_task.pid == killed["pid"]):
+        child_note = (
+            f"; the kernel then sacrificed child {killed['pid']} ({killed['name']})"
+            if (era.sacrifice_child or ev.select)
+            else ""
+        )
     if sel.chosen is not None and (sel.chosen.pid == sel_pid or (obs_task is not None and obs_task is sel.chosen)):
         why = f"highest points ({sel.points}) of {sum(1 for c in sel.ranked if c.points is not None)} eligible"
         if sel.tied_with:
@@ -294,6 +403,42 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
     # --- mismatch: find the cause ------------------------------------------------------------
     reason = _explain(ev, sel, tasks, obs_task, selected, era, choice, tp, pkb, prev)
     return result("mismatch", reason + child_note, predicted, cands)
+
+
+def _solve_totalpages(t: Task, score: int, era: Era, lo: int, hi: int | None, pkb: int) -> tuple[int, int] | None:
+    """Find the totalpages values for which the kernel would have printed *score* for task *t*.
+
+    2.6.36-3.4 print the 0..1000 badness itself, 3.5-5.0 print ``points * 1000 / totalpages``.
+    Returns the (min, max) of the consistent values within [lo, hi], or None if nothing fits.
+    """
+    if not era.sacrifice_child:
+        return None
+    ps = pkb * 1024
+
+    def printed(tp: int) -> int | None:
+        b = oom_badness(t, tp, era, ps)
+        if b is None:
+            return None
+        return b if era.thousand_scale else b * 1000 // max(tp, 1)
+
+    top = hi if hi is not None else max(lo, 1) * 4096
+    k_lo, k_hi = lo // 1000, top // 1000
+    ks: Iterable[int]
+    if k_hi - k_lo <= 200_000:
+        ks = range(k_lo, k_hi + 1)
+    else:
+        base = printed(lo) or 0
+        denom = score - t.oom_score_adj
+        k0 = (base * (lo // 1000)) // denom if denom > 0 else k_lo
+        ks = range(max(k_lo, k0 // 2), min(k_hi, k0 * 2 + 2) + 1)
+    found: list[int] = []
+    for k in ks:
+        for tp in (k * 1000, k * 1000 + 500, k * 1000 + 999):
+            if lo <= tp <= top and printed(tp) == score:
+                found.append(tp)
+    if not found:
+        return None
+    return min(found), max(found)
 
 
 def _no_victim_reason(ev: OomEvent) -> str:
@@ -308,49 +453,75 @@ def _no_victim_reason(ev: OomEvent) -> str:
     return "no kill in the report"
 
 
-def _explain(ev: OomEvent, sel: Selection, tasks: list[Task], obs: Task | None, selected: dict[str, Any],
-             era: Era, choice: EraChoice, tp: int, pkb: int, prev: set[int]) -> str:
+def _explain(
+    ev: OomEvent,
+    sel: Selection,
+    tasks: list[Task],
+    obs: Task | None,
+    selected: dict[str, Any],
+    era: Era,
+    choice: EraChoice,
+    tp: int,
+    pkb: int,
+    prev: set[int],
+) -> str:
     pred = sel.chosen
     if pred is None:
         return f"the model finds no eligible task, but the kernel killed {selected['pid']} ({selected['name']})"
     if obs is None:
-        return (f"victim {selected['pid']} ({selected['name']}) is not in the task table (the table lists one "
-                f"row per process; a killed thread's pid can differ, or the table was filtered)")
+        return (
+            f"victim {selected['pid']} ({selected['name']}) is not in the task table (the table lists one "
+            f"row per process; a killed thread's pid can differ, or the table was filtered)"
+        )
     p_obs = oom_badness(obs, tp, era, pkb * 1024)
     p_pred = sel.points
     if pred.pid in prev or pred.tgid in prev:
-        return (f"the model's top task {pred.pid} ({pred.name}) was killed by an earlier OOM event and is "
-                "still exiting; the kernel skips it (MMF_OOM_SKIP) or waits for it")
+        return (
+            f"the model's top task {pred.pid} ({pred.name}) was killed by an earlier OOM event and is "
+            "still exiting; the kernel skips it (MMF_OOM_SKIP) or waits for it"
+        )
     # Another era's rule?
     for other in _neighbour_eras(era, choice):
         alt = _select(tasks, tp, other, pkb)
         if alt.chosen is not None and alt.chosen.pid == obs.pid:
-            return (f"era mismatch: era {era.label} picks {pred.pid} ({pred.name}), but era {other.label} picks the "
-                    f"observed {obs.pid} ({obs.name}); the kernel behaves like {other.label} "
-                    f"(version {choice.version or 'unknown'}; a back-port or a vendor change?)")
+            return (
+                f"era mismatch: era {era.label} picks {pred.pid} ({pred.name}), but era {other.label} picks the "
+                f"observed {obs.pid} ({obs.name}); the kernel behaves like {other.label} "
+                f"(version {choice.version or 'unknown'}; a back-port or a vendor change?)"
+            )
     if p_obs is not None and p_pred is not None and p_obs == p_pred:
-        scan = ("the memcg scan order (cgroup iterator, threads) differs from the table order before 5.3"
-                if ev.kind == "memcg" and era.memcg_scan_threads else
-                "the scan order the kernel used differs from the table order")
+        scan = (
+            "the memcg scan order (cgroup iterator, threads) differs from the table order before 5.3"
+            if ev.kind == "memcg" and era.memcg_scan_threads
+            else "the scan order the kernel used differs from the table order"
+        )
         return f"tie: {obs.pid} and {pred.pid} both have {p_pred} points; {scan}"
     if p_obs is not None and p_pred is not None:
         gap = p_pred - p_obs
         tol = _counter_tolerance(era, tasks)
         if 0 < gap <= tol:
-            return (f"near tie: the model's {pred.pid} ({pred.name}) leads the observed {obs.pid} by {gap} pages, "
-                    f"within the rss counters' inexactness ({tol} pages: per-cpu/per-thread batching) and the "
-                    "time between selection and the dump, when counters can still move")
+            return (
+                f"near tie: the model's {pred.pid} ({pred.name}) leads the observed {obs.pid} by {gap} pages, "
+                f"within the rss counters' inexactness ({tol} pages: per-cpu/per-thread batching) and the "
+                "time between selection and the dump, when counters can still move"
+            )
     if era.root_bonus is not None and (obs.uid == 0 or pred.uid == 0):
         flipped = [replace(t, cap_sys_admin=not t.cap_sys_admin) for t in tasks]
         alt = _select(flipped, tp, era, pkb)
         if alt.chosen is not None and alt.chosen.pid == obs.pid:
-            return ("root bonus: CAP_SYS_ADMIN is not in the report and was guessed from uid 0; with the other "
-                    f"guess the model picks the observed {obs.pid}")
+            return (
+                "root bonus: CAP_SYS_ADMIN is not in the report and was guessed from uid 0; with the other "
+                f"guess the model picks the observed {obs.pid}"
+            )
     if p_obs is None:
-        return (f"the observed victim {obs.pid} ({obs.name}) is ineligible in the model "
-                f"(oom_score_adj {obs.oom_score_adj}); the kernel had a reason the report does not show")
-    return (f"unexplained: the model picks {pred.pid} ({pred.name}, {p_pred} points) but the kernel chose "
-            f"{obs.pid} ({obs.name}, {p_obs} points)")
+        return (
+            f"the observed victim {obs.pid} ({obs.name}) is ineligible in the model "
+            f"(oom_score_adj {obs.oom_score_adj}); the kernel had a reason the report does not show"
+        )
+    return (
+        f"unexplained: the model picks {pred.pid} ({pred.name}, {p_pred} points) but the kernel chose "
+        f"{obs.pid} ({obs.name}, {p_obs} points)"
+    )
 
 
 def _neighbour_eras(era: Era, choice: EraChoice) -> list[Era]:
@@ -388,13 +559,22 @@ def _candidates(sel: Selection, tp: int, era: Era, pkb: int, global_tp: int | No
     out = []
     for c in sel.ranked:
         t = c.task
-        out.append({
-            "rank": c.rank, "pid": t.pid, "tgid": t.tgid, "name": t.name, "uid": t.uid,
-            "points": c.points, "eligible": c.points is not None, "rss": t.rss, "swapents": t.swapents,
-            "pagetables": t.pgtables_bytes // (pkb * 1024) if era.counts_pgtables_bytes else t.nr_ptes + t.nr_pmds,
-            "oom_score_adj": t.oom_score_adj,
-            "oom_score": oom_score(t, global_tp, era, pkb * 1024) if global_tp else None,
-        })
+        out.append(
+            {
+                "rank": c.rank,
+                "pid": t.pid,
+                "tgid": t.tgid,
+                "name": t.name,
+                "uid": t.uid,
+                "points": c.points,
+                "eligible": c.points is not None,
+                "rss": t.rss,
+                "swapents": t.swapents,
+                "pagetables": t.pgtables_bytes // (pkb * 1024) if era.counts_pgtables_bytes else t.nr_ptes + t.nr_pmds,
+                "oom_score_adj": t.oom_score_adj,
+                "oom_score": oom_score(t, global_tp, era, pkb * 1024) if global_tp else None,
+            }
+        )
     return out
 
 

@@ -22,8 +22,11 @@ def _cmd_parse(args: argparse.Namespace) -> int:
     from .parser import LogReadError, parse_file
     from .render import analysis_text
 
-    ctx = Context(era=args.era, total_swap_pages=args.total_swap_kb // 4 if args.total_swap_kb is not None else None,
-                  swappiness=args.swappiness)
+    ctx = Context(
+        era=args.era,
+        total_swap_pages=args.total_swap_kb // 4 if args.total_swap_kb is not None else None,
+        swappiness=args.swappiness,
+    )
     docs = []
     for path in args.files:
         try:
@@ -35,8 +38,9 @@ def _cmd_parse(args: argparse.Namespace) -> int:
             d["source"] = path
             docs.append(d)
     if args.json:
-        json.dump({"schema": JSON_SCHEMA_VERSION, "tool": f"oom-harness {__version__}", "events": docs},
-                  sys.stdout, indent=1)
+        json.dump(
+            {"schema": JSON_SCHEMA_VERSION, "tool": f"oom-harness {__version__}", "events": docs}, sys.stdout, indent=1
+        )
         sys.stdout.write("\n")
     else:
         if not docs:
@@ -53,8 +57,11 @@ def _cmd_parse(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="oom-harness", description="Provoke genuine OOM kills and check the "
-                                 "kernel's victim against a reference model of its selection.")
+    ap = argparse.ArgumentParser(
+        prog="oom-harness",
+        description="Provoke genuine OOM kills and check the "
+        "kernel's victim against a reference model of its selection.",
+    )
     ap.add_argument("--version", action="version", version=f"oom-harness {__version__}")
     sub = ap.add_subparsers(dest="cmd", required=True)
 

@@ -164,8 +164,7 @@ def era_by_name(name: str) -> Era:
         return ERA_BY_LABEL[name]
     v = parse_version(name)
     if v is None:
-        raise ValueError(f"unknown era {name!r}: give a kernel version like 6.1 or one of "
-                         + ", ".join(ERA_BY_LABEL))
+        raise ValueError(f"unknown era {name!r}: give a kernel version like 6.1 or one of " + ", ".join(ERA_BY_LABEL))
     return era_for_version(v)
 
 
@@ -258,8 +257,11 @@ def infer_era(version: str | None, features: list[str], forced: str | None = Non
     """
     rng, used = format_range(features)
     allowed = eras_in(rng)
-    ev_fmt = (f"report format ({', '.join(used)}) => {_fmt(rng[0])}..{_fmt(rng[1])}" if used
-              else "report format says nothing about the era")
+    ev_fmt = (
+        f"report format ({', '.join(used)}) => {_fmt(rng[0])}..{_fmt(rng[1])}"
+        if used
+        else "report format says nothing about the era"
+    )
     if forced:
         e = era_by_name(forced)
         return EraChoice(e, f"forced to {e.label}", version, rng, tuple(x for x in allowed if x != e))
@@ -268,10 +270,22 @@ def infer_era(version: str | None, features: list[str], forced: str | None = Non
         e = era_for_version(v)
         if rng[0] <= v < rng[1] or not used:
             return EraChoice(e, f"kernel version {version}; {ev_fmt}", version, rng, ())
-        newest = allowed[-1] if allowed else e
-        return EraChoice(newest, f"kernel version {version} contradicts the {ev_fmt}: "
-                         f"treated as a back-port, era {newest.label}", version, rng,
-                         tuple(x for x in allowed if x != newest), suspect_version=True)
+        # Older version than the format: a vendor back-port brought at least the oldest era the
+        # format allows (RHEL 6's "2.6.32" prints 2.6.36 reports).  Newer: take the newest allowed.
+        pick = (allowed[0] if v < rng[0] else allowed[-1]) if allowed else e
+        return EraChoice(
+            pick,
+            f"kernel version {version} contradicts the {ev_fmt}: treated as a back-port, era {pick.label}",
+            version,
+            rng,
+            tuple(x for x in allowed if x != pick),
+            suspect_version=True,
+        )
     newest = allowed[-1] if allowed else ERAS[-1]
-    return EraChoice(newest, f"no kernel version; {ev_fmt}; newest era allowed: {newest.label}", None,
-                     rng, tuple(x for x in allowed if x != newest))
+    return EraChoice(
+        newest,
+        f"no kernel version; {ev_fmt}; newest era allowed: {newest.label}",
+        None,
+        rng,
+        tuple(x for x in allowed if x != newest),
+    )

@@ -178,8 +178,11 @@ class OomEvent:
             c = self.summary.constraint
             if c == "CONSTRAINT_MEMCG" or (c == "CONSTRAINT_NONE" and self.summary.oom_memcg):
                 return "memcg"  # 5.0-5.2 print CONSTRAINT_NONE for memcg OOMs (fixed by 432b1de0de02)
-            return {"CONSTRAINT_NONE": "global", "CONSTRAINT_CPUSET": "cpuset",
-                    "CONSTRAINT_MEMORY_POLICY": "mempolicy"}.get(c, "unknown")
+            return {
+                "CONSTRAINT_NONE": "global",
+                "CONSTRAINT_CPUSET": "cpuset",
+                "CONSTRAINT_MEMORY_POLICY": "mempolicy",
+            }.get(c, "unknown")
         if self.memcg is not None and (self.memcg.limit_kb is not None or self.memcg.task_in):
             return "memcg"
         msgs = [k.message for k in self.kills if k.message] + ([self.select.message] if self.select else [])

@@ -44,7 +44,8 @@ _SYSLOG = re.compile(
     r" \S+ kernel(?:\[\d+\])?: "
 )
 _ISO_DMESG = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)? ")
-_CTIME = re.compile(r"^\[[A-Z][a-z]{2} [A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \d{4}\] ?")
+# ctime in any locale: "[Wed Nov 25 14:10:55 2026]", "[dim. 19 avril 18:03:30 2026]", "[月  1月 26 ...]"
+_CTIME = re.compile(r"^\[[^\]]{0,40}?\d\d:\d\d:\d\d \d{4}\] ?")
 _LEVEL = re.compile(r"^<\d{1,3}>")
 _TS = re.compile(r"\[\s*(\d+\.\d+)\]")
 _CALLER = re.compile(r"^ ?\[\s*([TC]\d+)\] ?")
@@ -75,40 +76,40 @@ def normalize(raw: str, lineno: int = 0) -> LogLine | None:
             seq = int(m.group(2))
             ts = int(m.group(3)) / 1e6
             caller = m.group(4)
-            line = line[m.end():]
+            line = line[m.end() :]
         else:
             m = _SYSLOG.match(line) or _ISO_DMESG.match(line)
             if m:
-                line = line[m.end():]
+                line = line[m.end() :]
     elif first.isalpha():
         m = _SYSLOG.match(line)
         if m:
-            line = line[m.end():]
-    elif first == "[" and line[1:2].isalpha():
+            line = line[m.end() :]
+    elif first == "[" and not line[1:2].isdigit() and line[1:2] not in (" ", "T", "C", "<"):
         m = _CTIME.match(line)
         if m:
-            line = line[m.end():]
+            line = line[m.end() :]
     if line[:1] == "<":
         m = _LEVEL.match(line)
         if m:
-            line = line[m.end():]
+            line = line[m.end() :]
     if line[:1] == "[":
         m = _TS_AT_START.match(line)
         if m:
             ts = float(m.group(1))
-            line = line[m.end():]
+            line = line[m.end() :]
     elif "]" in line and "[" in line:
         # Serial console: "user output[   12.345678] kernel message"
         matches = list(_TS_INSIDE.finditer(line))
         if matches:
             last = matches[-1]
             ts = float(_TS.match(line, last.start()).group(1))
-            line = line[last.end():].lstrip(" ")
+            line = line[last.end() :].lstrip(" ")
     if line[:2] in ("[T", "[C", "[ ", " [") and caller is None:
         m = _CALLER.match(line)
         if m:
             caller = m.group(1)
-            line = line[m.end():]
+            line = line[m.end() :]
     return LogLine(line.rstrip(), lineno, ts, caller, seq)
 
 

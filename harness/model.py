@@ -19,8 +19,17 @@ OOM_SCORE_ADJ_MIN = -1000
 OOM_SCORE_ADJ_MAX = 1000
 
 __all__ = [
-    "Task", "Candidate", "Selection", "oom_badness", "select_bad_process", "oom_score",
-    "totalpages_global", "totalpages_memcg", "totalpages_nodes", "sacrifice_child", "LONG_MIN",
+    "Task",
+    "Candidate",
+    "Selection",
+    "oom_badness",
+    "select_bad_process",
+    "oom_score",
+    "totalpages_global",
+    "totalpages_memcg",
+    "totalpages_nodes",
+    "sacrifice_child",
+    "LONG_MIN",
 ]
 
 
@@ -130,8 +139,9 @@ def _better(era: Era, p: int, best: int | None, chosen: Task | None) -> bool:
     return p > best  # <=3.13: strictly greater, first scanned wins
 
 
-def select_bad_process(tasks: Sequence[Task], totalpages: int, era: Era, *, page_size: int = 4096,
-                       sysrq: bool = False) -> Selection:
+def select_bad_process(
+    tasks: Sequence[Task], totalpages: int, era: Era, *, page_size: int = 4096, sysrq: bool = False
+) -> Selection:
     """``select_bad_process()`` over *tasks* given in the kernel's scan order.
 
     Scan order is fork order for global OOMs (``for_each_process``, which is also the order of
@@ -173,8 +183,7 @@ def select_bad_process(tasks: Sequence[Task], totalpages: int, era: Era, *, page
     return Selection(chosen, best, ranked, None, tied)
 
 
-def sacrifice_child(selected: Task, children: Sequence[Task], totalpages: int, era: Era,
-                    page_size: int = 4096) -> Task:
+def sacrifice_child(selected: Task, children: Sequence[Task], totalpages: int, era: Era, page_size: int = 4096) -> Task:
     """<=5.0 ``oom_kill_process()``: the worst child not sharing the mm dies instead.
 
     ``victim_points`` starts at 0, so any eligible child beats the parent (the fix dc1b83ab08f1
@@ -220,9 +229,16 @@ def totalpages_nodes(node_present_pages: Sequence[int], total_swap_pages: int) -
     return total_swap_pages + sum(node_present_pages)
 
 
-def totalpages_memcg(era: Era, *, limit: int, total_swap_pages: int, swappiness: int = 60,
-                     memsw_limit: int | None = None, swap_max: int | None = None,
-                     cgroup_v2: bool = False) -> int:
+def totalpages_memcg(
+    era: Era,
+    *,
+    limit: int,
+    total_swap_pages: int,
+    swappiness: int = 60,
+    memsw_limit: int | None = None,
+    swap_max: int | None = None,
+    cgroup_v2: bool = False,
+) -> int:
     """``mem_cgroup_get_max()`` (``mem_cgroup_get_limit`` before 4.19), in pages.
 
     ``None`` limits are unlimited.  2.6.38-4.8: min(mem + swap, memsw), swap only with a non-zero

@@ -83,11 +83,12 @@ _SELECT = re.compile(
     r"^(?:(?P<msg>.+?): )?Kill process (?P<pid>\d+) \((?P<name>.*)\) score (?P<score>-?\d+) or sacrifice child"
 )
 _KILLED = re.compile(
-    r"^(?:(?P<msg>.+?): )?Killed process (?P<pid>\d+) \((?P<name>.*)\),? (?:total-vm|vsz):(?P<vm>\d+)kB,"
+    r"^(?:(?P<msg>.+?): )?Killed process (?P<pid>\d+),? (?:UID (?P<uid0>\d+), )?\((?P<name>.*)\),?"
+    r" (?:total-vm|vsz):(?P<vm>\d+)kB,"
     r" anon-rss:(?P<anon>\d+)kB, file-rss:(?P<file>\d+)kB(?:, shmem-rss:(?P<shmem>\d+)kB)?"
     r"(?:,? UID:(?P<uid>\d+) pgtables:(?P<pgt>\d+)kB oom_score_adj:(?P<adj>-?\d+))?"
 )
-_KILLED_SHORT = re.compile(r"^(?:(?P<msg>.+?): )?Killed process (?P<pid>\d+) \((?P<name>.*)\)")
+_KILLED_SHORT = re.compile(r"^(?:(?P<msg>.+?): )?Killed process (?P<pid>\d+),? (?:UID \d+, )?\((?P<name>.*)\)")
 _SHARING = re.compile(r"^Kill process (?P<pid>\d+) \((?P<name>.*)\) sharing same memory")
 _GROUP = re.compile(r"^Tasks in (?P<cg>.*) are going to be killed due to memory\.oom\.group set")
 _REAPED = re.compile(
@@ -114,12 +115,36 @@ _INTERESTING = re.compile(
 _HEADERLESS_LAYOUTS: dict[int, list[str]] = {
     7: ["uid", "tgid", "total_vm", "rss", "pgtables_bytes", "swapents", "oom_score_adj"],
     8: ["uid", "tgid", "total_vm", "rss", "nr_ptes", "nr_pmds", "swapents", "oom_score_adj"],
-    10: ["uid", "tgid", "total_vm", "rss", "rss_anon", "rss_file", "rss_shmem", "pgtables_bytes",
-         "swapents", "oom_score_adj"],
+    10: [
+        "uid",
+        "tgid",
+        "total_vm",
+        "rss",
+        "rss_anon",
+        "rss_file",
+        "rss_shmem",
+        "pgtables_bytes",
+        "swapents",
+        "oom_score_adj",
+    ],
 }
 
-_INT_COLUMNS = {"uid", "tgid", "total_vm", "rss", "rss_anon", "rss_file", "rss_shmem", "nr_ptes",
-                "nr_pmds", "pgtables_bytes", "swapents", "cpu", "oom_adj", "oom_score_adj"}
+_INT_COLUMNS = {
+    "uid",
+    "tgid",
+    "total_vm",
+    "rss",
+    "rss_anon",
+    "rss_file",
+    "rss_shmem",
+    "nr_ptes",
+    "nr_pmds",
+    "pgtables_bytes",
+    "swapents",
+    "cpu",
+    "oom_adj",
+    "oom_score_adj",
+}
 
 
 def _layout_name(cols: list[str], pid_width: int) -> str:
@@ -191,8 +216,15 @@ class _Parser:
     def _new(self, ll: LogLine, key: str | None, trigger: Trigger | None) -> _Builder:
         if key in self.open:
             self._close(key)
-        ev = OomEvent(index=self.count, first_line=ll.lineno, last_line=ll.lineno, ts=ll.ts,
-                      caller=ll.caller, trigger=trigger, kernel_version=self.kernel_version)
+        ev = OomEvent(
+            index=self.count,
+            first_line=ll.lineno,
+            last_line=ll.lineno,
+            ts=ll.ts,
+            caller=ll.caller,
+            trigger=trigger,
+            kernel_version=self.kernel_version,
+        )
         self.count += 1
         b = _Builder(ev)
         self.open[key] = b
@@ -229,8 +261,12 @@ class _Parser:
         m = _TRIGGER.match(text)
         if m:
             t = Trigger(
-                comm=m["comm"], gfp_mask=int(m["gfp"], 0), gfp_flags=m["flags"], order=int(m["order"]),
-                oom_score_adj=int(m["adj"]), oom_adj=int(m["oom_adj"]) if m["oom_adj"] else None,
+                comm=m["comm"],
+                gfp_mask=int(m["gfp"], 0),
+                gfp_flags=m["flags"],
+                order=int(m["order"]),
+                oom_score_adj=int(m["adj"]),
+                oom_adj=int(m["oom_adj"]) if m["oom_adj"] else None,
                 nodemask=m["nodemask"],
             )
             b = self._new(ll, self._key(ll), t)
@@ -256,9 +292,13 @@ class _Parser:
         if b is None:
             # A report whose beginning was lost (ratelimited header, wrapped ring buffer).
             starts_report = (
-                _TABLE_HEADER.match(text) or _SUMMARY.match(text) or "Killed process" in text
-                or "Kill process" in text or text.startswith("Tasks state")
-                or _PANIC_ON_OOM.search(text) or _NO_KILLABLE.search(text)
+                _TABLE_HEADER.match(text)
+                or _SUMMARY.match(text)
+                or "Killed process" in text
+                or "Kill process" in text
+                or text.startswith("Tasks state")
+                or _PANIC_ON_OOM.search(text)
+                or _NO_KILLABLE.search(text)
             )
             if starts_report:
                 b = self._new(ll, self._key(ll), None)
@@ -285,8 +325,9 @@ class _Parser:
     def _reaper(self, text: str) -> None:
         m = _REAPED.match(text)
         if m:
-            r = ReaperLine(int(m["pid"]), m["name"], True, int(m["anon"]), int(m["file"]),
-                           int(m["shmem"]) if m["shmem"] else None)
+            r = ReaperLine(
+                int(m["pid"]), m["name"], True, int(m["anon"]), int(m["file"]), int(m["shmem"]) if m["shmem"] else None
+            )
         else:
             m = _UNREAPED.match(text)
             if not m:
@@ -475,7 +516,7 @@ class _Parser:
         except ValueError:
             return False
         cols = b.table_cols
-        rest = text[close + 1:]
+        rest = text[close + 1 :]
         if cols is None:
             parts = rest.split()
             n = 0
@@ -503,13 +544,26 @@ class _Parser:
                 except ValueError:
                     return False
         name = parts[len(cols)] if len(parts) > len(cols) else ""
-        b.ev.table.append(TaskRow(
-            pid=pid, uid=vals.get("uid", -1), tgid=vals.get("tgid", pid), total_vm=vals.get("total_vm", 0),
-            rss=vals.get("rss", 0), oom_score_adj=vals.get("oom_score_adj", 0), name=name,
-            rss_anon=vals.get("rss_anon"), rss_file=vals.get("rss_file"), rss_shmem=vals.get("rss_shmem"),
-            nr_ptes=vals.get("nr_ptes"), nr_pmds=vals.get("nr_pmds"), pgtables_bytes=vals.get("pgtables_bytes"),
-            swapents=vals.get("swapents"), cpu=vals.get("cpu"), oom_adj=vals.get("oom_adj"),
-        ))
+        b.ev.table.append(
+            TaskRow(
+                pid=pid,
+                uid=vals.get("uid", -1),
+                tgid=vals.get("tgid", pid),
+                total_vm=vals.get("total_vm", 0),
+                rss=vals.get("rss", 0),
+                oom_score_adj=vals.get("oom_score_adj", 0),
+                name=name,
+                rss_anon=vals.get("rss_anon"),
+                rss_file=vals.get("rss_file"),
+                rss_shmem=vals.get("rss_shmem"),
+                nr_ptes=vals.get("nr_ptes"),
+                nr_pmds=vals.get("nr_pmds"),
+                pgtables_bytes=vals.get("pgtables_bytes"),
+                swapents=vals.get("swapents"),
+                cpu=vals.get("cpu"),
+                oom_adj=vals.get("oom_adj"),
+            )
+        )
         return True
 
     def _meminfo(self, b: _Builder, text: str) -> bool:
@@ -552,7 +606,7 @@ class _Parser:
 
 def _summary(text: str) -> Summary:
     s = Summary()
-    body = text[len("oom-kill:"):]
+    body = text[len("oom-kill:") :]
     m = _SUMMARY_TAIL.search(body)
     if m:
         s.task, s.pid, s.uid = m["task"], int(m["pid"]), int(m["uid"])
@@ -596,11 +650,17 @@ def _killed(text: str, ts: float | None) -> KillRecord | None:
     m = _KILLED.match(text)
     if m:
         return KillRecord(
-            pid=int(m["pid"]), name=m["name"], message=m["msg"], total_vm_kb=int(m["vm"]),
-            anon_rss_kb=int(m["anon"]), file_rss_kb=int(m["file"]),
+            pid=int(m["pid"]),
+            name=m["name"],
+            message=m["msg"],
+            total_vm_kb=int(m["vm"]),
+            anon_rss_kb=int(m["anon"]),
+            file_rss_kb=int(m["file"]),
             shmem_rss_kb=int(m["shmem"]) if m["shmem"] else None,
-            uid=int(m["uid"]) if m["uid"] else None, pgtables_kb=int(m["pgt"]) if m["pgt"] else None,
-            oom_score_adj=int(m["adj"]) if m["adj"] else None, ts=ts,
+            uid=int(m["uid"] or m["uid0"]) if (m["uid"] or m["uid0"]) else None,
+            pgtables_kb=int(m["pgt"]) if m["pgt"] else None,
+            oom_score_adj=int(m["adj"]) if m["adj"] else None,
+            ts=ts,
         )
     m = _KILLED_SHORT.match(text)
     if m:
@@ -632,6 +692,7 @@ def _finalize(b: _Builder) -> None:
 
 # --- entry points --------------------------------------------------------------------------------
 
+
 def parse_lines(lines: Iterable[LogLine], *, keep_lines: bool = True) -> Iterator[OomEvent]:
     """Parse already-normalized lines (e.g. records read from ``/dev/kmsg``)."""
     p = _Parser(keep_lines)
@@ -660,7 +721,7 @@ def parse_stream(chunks: Iterable[str], *, keep_lines: bool = True) -> Iterator[
         if end < 0:
             carry = buf
             continue
-        carry = buf[end + 1:]
+        carry = buf[end + 1 :]
         lineno = _feed_buffer(p, buf, end + 1, lineno)
         while p.out:
             yield p.out.popleft()
@@ -679,9 +740,10 @@ def _feed_buffer(p: _Parser, buf: str, limit: int, lineno: int) -> int:
             if m is None:
                 lineno += buf.count("\n", pos, limit)
                 return lineno
-            start = buf.rfind("\n", pos, m.start()) + 1
-            lineno += buf.count("\n", pos, start)
-            pos = start
+            start = buf.rfind("\n", pos, m.start())
+            if start >= 0:
+                lineno += buf.count("\n", pos, start + 1)
+                pos = start + 1
         nl = buf.find("\n", pos, limit)
         if nl < 0:
             nl = limit - 1

@@ -17,8 +17,9 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence
         right = [all(_numeric(r[i]) for r in cells) and bool(cells) for i in range(len(headers))]
 
     def fmt(vals: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if right[i] else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths,
-                                                                                              strict=False))).rstrip()
+        return "  ".join(
+            v.rjust(w) if right[i] else v.ljust(w) for i, (v, w) in enumerate(zip(vals, widths, strict=False))
+        ).rstrip()
 
     out = [fmt(list(headers)), fmt(["-" * w for w in widths])]
     out.extend(fmt(r) for r in cells)
@@ -35,8 +36,10 @@ def analysis_text(d: dict[str, Any], source: str = "", max_rows: int = 15) -> st
     state = "complete" if d["complete"] else "INCOMPLETE (missing: " + "; ".join(d["missing"]) + ")"
     where = f"{source}:" if source else "lines "
     ts = f", t={d['timestamp']:.3f}s" if d.get("timestamp") is not None else ""
-    lines.append(f"Event {d['index'] + 1} ({where}{d['first_line']}-{d['last_line']}{ts}): {d['kind']} OOM, "
-                 f"kernel {d['kernel'] or 'unknown'}, era {d['era']} - {state}")
+    lines.append(
+        f"Event {d['index'] + 1} ({where}{d['first_line']}-{d['last_line']}{ts}): {d['kind']} OOM, "
+        f"kernel {d['kernel'] or 'unknown'}, era {d['era']} - {state}"
+    )
     lines.append(f"  era evidence: {d['era_evidence']}")
     t = d.get("trigger")
     if t:
@@ -45,11 +48,25 @@ def analysis_text(d: dict[str, Any], source: str = "", max_rows: int = 15) -> st
         lines.append(f"  trigger: {t['comm']} (pid {t.get('pid') or '?'}) gfp_mask={gfp}{flags} order={t['order']}")
     if d.get("constraint") or d.get("oom_memcg"):
         lines.append(f"  constraint: {d.get('constraint') or '-'}  oom_memcg: {d.get('oom_memcg') or '-'}")
-    lines.append(f"  totalpages: {d['totalpages'] if d['totalpages'] is not None else 'unknown'} ({d['totalpages_note']})")
+    lines.append(
+        f"  totalpages: {d['totalpages'] if d['totalpages'] is not None else 'unknown'} ({d['totalpages_note']})"
+    )
     cands = d.get("candidates") or []
     if cands:
-        rows = [[c["rank"] or "-", c["pid"], c["name"], c["points"] if c["eligible"] else "inelig.", c["rss"],
-                 c["swapents"], c["pagetables"], c["oom_score_adj"], c["oom_score"]] for c in cands[:max_rows]]
+        rows = [
+            [
+                c["rank"] or "-",
+                c["pid"],
+                c["name"],
+                c["points"] if c["eligible"] else "inelig.",
+                c["rss"],
+                c["swapents"],
+                c["pagetables"],
+                c["oom_score_adj"],
+                c["oom_score"],
+            ]
+            for c in cands[:max_rows]
+        ]
         body = table(["rank", "pid", "name", "points", "rss", "swap", "pgtbl", "adj", "oom_score"], rows)
         lines.extend("  " + x for x in body.splitlines())
         if len(cands) > max_rows:
