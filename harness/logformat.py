@@ -70,6 +70,13 @@ def normalize(raw: str, lineno: int = 0) -> LogLine | None:
     first = line[0]
     if first == " " and "=" in line and line.lstrip(" ")[:1].isupper() and _is_kmsg_dict(line):
         return None
+    if first in " \t":
+        # Indentation added by a copy (forum code blocks, `dmesg -T` continuation lines) is no part
+        # of the message.
+        line = line.lstrip(" \t")
+        if not line:
+            return LogLine("", lineno)
+        first = line[0]
     if first.isdigit():
         m = _KMSG.match(line)
         if m:
@@ -85,7 +92,9 @@ def normalize(raw: str, lineno: int = 0) -> LogLine | None:
         m = _SYSLOG.match(line)
         if m:
             line = line[m.end() :]
-    elif first == "[" and not line[1:2].isdigit() and line[1:2] not in (" ", "T", "C", "<"):
+    elif first == "[" and not line[1:2].isdigit() and line[1:2] not in (" ", "<"):
+        # (caller ids "[T123]"/"[C1]" never match _CTIME: it needs "hh:mm:ss yyyy]"; English
+        # "[Thu ...]"/"[Tue ...]" timestamps start with "T")
         m = _CTIME.match(line)
         if m:
             line = line[m.end() :]

@@ -1,0 +1,461 @@
+"""The scenario engine: one implementation, run on the host and inside the QEMU guest alike.
+
+For one scenario it arms the kernel-log cursor, creates the memory cgroup sandbox, starts the
+workloads and waits until each reports ready, snapshots every task (``/proc/PID/oom_score`` and
+the counters the model uses), triggers the growth, waits (bounded) for the kernel to act,
+collects the log, parses it, runs the model, and returns one verdict record.  Whatever happens
+(an exception, Ctrl-C, SIGTERM), the sandbox and every workload process are gone afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import selectors
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .analysis import Context, analyze_all
+from .eras import era_for_version, parse_version
+from .errors import HarnessError
+from .kmsg import KmsgCursor
+from .model import Task, oom_score
+from .parser import parse_lines
+from .sandbox import Sandbox, detect_layout
+from .scenario import CgroupSpec, Scenario, Workload
+from .snapshot import PAGE_KB, TaskSnapshot, meminfo, snapshot
+
+HOG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workloads", "hog.py")
+
+__all__ = ["EngineOptions", "run_scenario", "protect_self"]
+
+
+@dataclass
+class EngineOptions:
+    backend: str = "host"
+    allow_unlimited: bool = False  # only inside a throw-away VM
+    allow_sysctl: bool = False  # only inside a throw-away VM
+    python: str = sys.executable
+    settle_s: float = 0.05  # after the last grower finished: time for late kill lines
+    tmpdir: str = "/tmp"
+    host_safety_margin: float = 0.5  # refuse limits above this fraction of MemAvailable
+
+
+def protect_self() -> None:
+    """The kernel must never pick the harness itself: oom_score_adj -1000 (needs root)."""
+    with contextlib.suppress(OSError), open("/proc/self/oom_score_adj", "w") as f:
+        f.write("-1000")
+
+
+@dataclass
+class _Proc:
+    wl: Workload
+    popen: subprocess.Popen[bytes]
+    pids: list[int] = field(default_factory=list)  # main pid + forked children
+    ready: bool = False
+    grown: bool = False
+    buf: bytes = b""
+    died_at: float | None = None
+
+
+def _preexec(procs_file: str, adj: int, uid: int, gid: int | None):  # type: ignore[no-untyped-def]
+    def setup() -> None:
+        # Order matters: join the cgroup and lower oom_score_adj while still root, then drop.
+        with open(procs_file, "w") as f:
+            f.write(str(os.getpid()))
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(adj))
+        if gid is not None or uid:
+            os.setgroups([])
+            os.setgid(gid if gid is not None else uid)
+        if uid:
+            os.setuid(uid)
+    return setup
+
+
+def _kernel() -> str:
+    return platform.release()
+
+
+def _ensure_safe(sc: Scenario, opts: EngineOptions) -> None:
+    if sc.cgroup.memory_max is None and not opts.allow_unlimited:
+        raise HarnessError(f"{sc.name}: refusing a workload without a memory limit outside a VM")
+    if sc.sysctl and not opts.allow_sysctl:
+        raise HarnessError(f"{sc.name}: sysctl changes ({', '.join(sc.sysctl)}) are only made inside a VM")
+    if sc.cgroup.memory_max is not None and not opts.allow_unlimited:
+        avail = meminfo().get("MemAvailable", 0) * 1024
+        if avail and sc.cgroup.memory_max > avail * opts.host_safety_margin:
+            raise HarnessError(f"{sc.name}: limit {sc.cgroup.memory_max >> 20} MiB is more than the host can spare "
+                               f"({avail >> 20} MiB available, margin {opts.host_safety_margin:.0%})")
+
+
+def _make_cgroups(sc: Scenario, opts: EngineOptions) -> tuple[Sandbox, dict[str, Sandbox]]:
+    cg = sc.cgroup
+    root = Sandbox.create(sc.name, memory_max=cg.memory_max, swap_max=cg.swap_max, memory_high=cg.memory_high,
+                          oom_group=cg.oom_group, allow_unlimited=opts.allow_unlimited)
+    by_name: dict[str, Sandbox] = {"": root}
+    try:
+        if cg.cpuset_mems is not None:
+            _set_cpuset(root, cg.cpuset_mems)
+
+        def add(parent: Sandbox, spec: CgroupSpec) -> None:
+            for ch in spec.children:
+                sb = parent.child(ch.name, memory_max=ch.memory_max, swap_max=ch.swap_max,
+                                  memory_high=ch.memory_high, oom_group=ch.oom_group)
+                by_name[ch.name] = sb
+                add(sb, ch)
+
+        add(root, cg)
+    except BaseException:
+        root.destroy()
+        raise
+    return root, by_name
+
+
+def _set_cpuset(sb: Sandbox, mems: str) -> None:
+    if sb.layout.version != 2:
+        raise HarnessError("cpuset-constrained scenarios need cgroup v2 (they run in the VM)")
+    parent = os.path.dirname(sb.path)
+    with contextlib.suppress(OSError), open(os.path.join(parent, "cgroup.subtree_control"), "w") as f:
+        f.write("+cpuset")
+    with open(os.path.join(sb.path, "cpuset.mems"), "w") as f:
+        f.write(mems)
+
+
+def _start(wl: Workload, sb: Sandbox, opts: EngineOptions, tmpdir: str) -> _Proc:
+    spec = wl.spec()
+    spec["comm"] = wl.name
+    if wl.kind == "file":
+        spec["path"] = os.path.join(tmpdir, f"{wl.name}.data")
+    p = subprocess.Popen(
+        [opts.python, "-I", "-S", HOG, json.dumps(spec)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, preexec_fn=_preexec(sb.procs_file(), wl.oom_score_adj, wl.uid, wl.gid),
+        close_fds=True,
+    )
+    assert p.stdout is not None
+    os.set_blocking(p.stdout.fileno(), False)
+    return _Proc(wl, p, [p.pid])
+
+
+def _pump(sel: selectors.BaseSelector, procs: dict[int, _Proc], timeout: float) -> None:
+    """Read available stdout lines from workloads (ready / grown)."""
+    for key, _ in sel.select(timeout):
+        pr: _Proc = key.data
+        try:
+            chunk = os.read(key.fd, 4096)
+        except (BlockingIOError, OSError):
+            continue
+        if not chunk:
+            sel.unregister(key.fileobj)
+            continue
+        pr.buf += chunk
+        while b"\n" in pr.buf:
+            line, pr.buf = pr.buf.split(b"\n", 1)
+            parts = line.decode(errors="replace").split()
+            if parts and parts[0] == "ready":
+                pr.ready = True
+                pr.pids = [int(x) for x in parts[1:]] or pr.pids
+            elif parts and parts[0] == "grown":
+                pr.grown = True
+
+
+def _send(pr: _Proc, cmd: str) -> None:
+    with contextlib.suppress(BrokenPipeError, OSError, ValueError):
+        assert pr.popen.stdin is not None
+        pr.popen.stdin.write(cmd.encode() + b"\n")
+        pr.popen.stdin.flush()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] not in ("Z", "X")
+    except (OSError, IndexError):
+        return False
+
+
+def run_scenario(sc: Scenario, opts: EngineOptions | None = None) -> dict[str, Any]:
+    """Run *sc* for real and return its verdict record (see README, "Results")."""
+    opts = opts or EngineOptions()
+    _ensure_safe(sc, opts)
+    t0 = time.monotonic()
+    timings: dict[str, float] = {}
+    rec: dict[str, Any] = {
+        "scenario": sc.name, "backend": opts.backend, "kernel": _kernel(),
+        "expected": {"outcome": sc.expect_outcome, "victim": sc.expect_victim},
+        "started": time.time(),
+    }
+    layout = detect_layout()
+    rec["cgroup_version"] = layout.version
+    cursor = KmsgCursor()
+    procs: dict[int, _Proc] = {}
+    root: Sandbox | None = None
+    tmpdir = ""
+    sel = selectors.DefaultSelector()
+    old_sysctl: dict[str, str] = {}
+    try:
+        old_sysctl = _apply_sysctl(sc.sysctl)
+        root, cgs = _make_cgroups(sc, opts)
+        rec["cgroup"] = root.rel
+        import tempfile
+
+        tmpdir = tempfile.mkdtemp(prefix="oomh-", dir=opts.tmpdir)
+        timings["setup"] = time.monotonic() - t0
+        # -- start every workload and wait until each holds its initial memory --------------------
+        t1 = time.monotonic()
+        for wl in sc.workloads:
+            if wl.start_delay_s:
+                time.sleep(wl.start_delay_s)
+            pr = _start(wl, cgs[wl.cgroup], opts, tmpdir)
+            procs[pr.popen.pid] = pr
+            sel.register(pr.popen.stdout, selectors.EVENT_READ, pr)  # type: ignore[arg-type]
+            if wl.start_delay_s or wl.kind in ("fork", "many"):
+                _wait_ready(sel, procs, [pr], sc.timeout_s)  # keep fork order = scan order
+        _wait_ready(sel, procs, list(procs.values()), sc.timeout_s)
+        timings["fill"] = time.monotonic() - t1
+        pid_map = {pid: pr.wl.name for pr in procs.values() for pid in pr.pids}
+        snap = snapshot(pid_map)
+        pre_kills = root.oom_kills()
+        # -- trigger ---------------------------------------------------------------------------------
+        t2 = time.monotonic()
+        growers = [pr for pr in procs.values() if pr.wl.grow is not None]
+        for pr in growers:
+            _send(pr, "go")
+        trig_ts = time.monotonic()
+        outcome = _wait_outcome(sel, procs, cursor, sc, root)
+        timings["kill"] = time.monotonic() - t2
+        # -- collect -------------------------------------------------------------------------------
+        t3 = time.monotonic()
+        dead = {pid for pr in procs.values() for pid in pr.pids if not _alive(pid)}
+        cursor.wait_for(lambda lines: _kill_lines_seen(lines, dead), 1.0 if dead else 0.0)
+        timings["log"] = time.monotonic() - t3
+        t4 = time.monotonic()
+        rec.update(_judge(sc, cursor, root, pid_map, snap, dead, pre_kills, layout.version, outcome))
+        rec["time_to_kill_s"] = round(outcome["first_death"] - trig_ts, 4) if outcome.get("first_death") else None
+        timings["parse_model"] = time.monotonic() - t4
+        rec["kernel_log"] = cursor.text()
+        rec["kmsg_gaps"] = cursor.gaps
+    except HarnessError as e:
+        rec.update(verdict="error", as_expected=False, reason=str(e), outcome="error")
+        rec["kernel_log"] = cursor.text()
+    finally:
+        for pr in procs.values():
+            _send(pr, "exit")
+            with contextlib.suppress(OSError, ValueError):
+                if pr.popen.stdin:
+                    pr.popen.stdin.close()
+        if root is not None:
+            try:
+                root.destroy()
+            except HarnessError as e:
+                rec.setdefault("cleanup_error", str(e))
+        for pr in procs.values():
+            with contextlib.suppress(Exception):
+                pr.popen.kill()
+            with contextlib.suppress(Exception):
+                pr.popen.wait(timeout=5)
+            with contextlib.suppress(Exception):
+                pr.popen.stdout.close()  # type: ignore[union-attr]
+        sel.close()
+        cursor.close()
+        if tmpdir:
+            import shutil
+
+            shutil.rmtree(tmpdir, ignore_errors=True)
+        _apply_sysctl(old_sysctl)
+    rec["timings"] = {k: round(v, 4) for k, v in timings.items()}
+    rec["duration_s"] = round(time.monotonic() - t0, 4)
+    return rec
+
+
+def _apply_sysctl(values: dict[str, str]) -> dict[str, str]:
+    old = {}
+    for k, v in values.items():
+        path = "/proc/sys/" + k.replace(".", "/")
+        try:
+            with open(path) as f:
+                old[k] = f.read().strip()
+            with open(path, "w") as f:
+                f.write(v)
+        except OSError as e:
+            raise HarnessError(f"cannot set sysctl {k}={v}: {e.strerror}") from None
+    return old
+
+
+def _wait_ready(sel: selectors.BaseSelector, procs: dict[int, _Proc], want: list[_Proc], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not all(p.ready for p in want):
+        for p in want:
+            if not p.ready and p.popen.poll() is not None:
+                raise HarnessError(f"workload {p.wl.name} died before it was ready (exit {p.popen.returncode}); "
+                                   "its initial size may exceed the limit")
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise HarnessError(f"workloads not ready within {timeout}s: "
+                               + ", ".join(p.wl.name for p in want if not p.ready))
+        _pump(sel, procs, min(left, 0.05))
+
+
+def _kill_lines_seen(lines: list[Any], dead: set[int]) -> bool:
+    if not dead:
+        return True
+    seen = set()
+    for ll in lines:
+        t = ll.text
+        if "Killed process " in t:
+            with contextlib.suppress(ValueError, IndexError):
+                seen.add(int(t.split("Killed process ", 1)[1].split(" ", 1)[0].rstrip(",")))
+    return dead <= seen or bool(seen)
+
+
+def _wait_outcome(sel: selectors.BaseSelector, procs: dict[int, _Proc], cursor: KmsgCursor, sc: Scenario,
+                  root: Sandbox) -> dict[str, Any]:
+    """Wait until every grower is dead or done (bounded by the scenario's timeout)."""
+    deadline = time.monotonic() + sc.timeout_s
+    growers = [pr for pr in procs.values() if pr.wl.grow is not None]
+    first_death: float | None = None
+    while True:
+        _pump(sel, procs, 0.005)
+        now = time.monotonic()
+        for pr in procs.values():
+            if pr.died_at is None and pr.popen.poll() is not None:
+                pr.died_at = now
+                first_death = first_death or now
+            elif first_death is None and any(not _alive(c) for c in pr.pids[1:]):
+                first_death = now
+        if all(pr.died_at is not None or pr.grown for pr in growers):
+            break
+        if now > deadline:
+            return {"timed_out": True, "first_death": first_death}
+    return {"timed_out": False, "first_death": first_death}
+
+
+def _ctx(layout_version: int, root: Sandbox) -> Context:
+    mi = meminfo()
+    return Context(total_swap_pages=mi.get("SwapTotal", 0) // PAGE_KB, totalram_pages=mi.get("MemTotal", 0) // PAGE_KB,
+                   swappiness=root.swappiness() if layout_version == 1 else _global_swappiness(),
+                   cgroup_v2=layout_version == 2, page_size=PAGE_KB * 1024)
+
+
+def _global_swappiness() -> int | None:
+    try:
+        with open("/proc/sys/vm/swappiness") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return None
+
+
+def _judge(sc: Scenario, cursor: KmsgCursor, root: Sandbox, pid_map: dict[int, str], snap: list[TaskSnapshot],
+           dead: set[int], pre_kills: int, cg_version: int, outcome: dict[str, Any]) -> dict[str, Any]:
+    ctx = _ctx(cg_version, root)
+    events = [e for e in parse_lines(cursor.lines) if _ours(e, root, pid_map)]
+    analyses = analyze_all(events, ctx)
+    docs = [a.to_dict() for a in analyses]
+    kills = []
+    for d in docs:
+        for k in d["kills"]:
+            kills.append({**k, "workload": pid_map.get(k["pid"])})
+    out: dict[str, Any] = {"events": docs, "kills": kills, "snapshot": [s.to_dict() for s in snap]}
+    out["oom_kill_counter"] = root.oom_kills() - pre_kills
+    out["oom_score_check"] = _oom_score_check(snap, ctx)
+    exp, victim = sc.expect_outcome, sc.expect_victim
+    killed_wl = [k["workload"] for k in kills]
+    unexplained_dead = sorted(pid_map[p] for p in dead if p in pid_map and p not in {k["pid"] for k in kills})
+    if not docs:
+        if unexplained_dead:
+            out.update(outcome="error", verdict="error", as_expected=False,
+                       reason=f"workload(s) {', '.join(unexplained_dead)} died, but the kernel log has no OOM kill "
+                       "for them: killed by something else")
+        elif outcome.get("timed_out"):
+            out.update(outcome="no-oom", verdict="no-oom", as_expected=exp == "no-oom",
+                       reason=f"no OOM kill within {sc.timeout_s}s and the growers did not finish")
+        else:
+            out.update(outcome="no-oom", verdict="no-oom", as_expected=exp == "no-oom",
+                       reason="the workloads reached their sizes without an OOM kill"
+                       + ("" if exp == "no-oom" else " (the limit was never reached)"))
+        return out
+    first = docs[0]
+    obs = first.get("observed_victim")
+    pred = first.get("predicted_victim")
+    out["observed_victim"] = obs and {**obs, "workload": pid_map.get(obs["pid"])}
+    out["predicted_victim"] = pred and {**pred, "workload": pid_map.get(pred["pid"])}
+    cands = [c for c in first["candidates"] if c["eligible"]]
+    if cands:
+        out["victim_points"] = next((c["points"] for c in cands if obs and c["pid"] == obs["pid"]), None)
+        ru = next((c for c in cands if not obs or c["pid"] != obs["pid"]), None)
+        out["runner_up"] = ru and {"pid": ru["pid"], "name": ru["name"], "workload": pid_map.get(ru["pid"]),
+                                   "points": ru["points"]}
+    out["report_format"] = first["table_layout"]
+    verdict = first["verdict"]
+    group = bool(first.get("group_kill_memcg"))
+    out["outcome"] = "group-kill" if group else ("kill" if kills else "no-victim")
+    primary = [k for k in kills if not k["group"]]
+    reasons = [first["reason"]]
+    ok = verdict == "match"
+    if exp == "no-oom":
+        ok = False
+        reasons.insert(0, "expected no OOM, but the kernel killed " + ", ".join(str(w) for w in killed_wl))
+    elif exp == "group-kill":
+        want = set(victim if isinstance(victim, list) else [victim])
+        got = {k["workload"] for k in kills}
+        if not group:
+            ok = False
+            reasons.insert(0, "expected a memory.oom.group kill; the kernel killed one task")
+        elif not want <= got:
+            ok = False
+            reasons.insert(0, f"group kill missed {sorted(want - got)}")
+    else:
+        want_v = victim if isinstance(victim, list) else [victim]
+        obs_wl = out["observed_victim"]["workload"] if out.get("observed_victim") else None
+        if obs_wl not in want_v and "*" not in want_v:
+            ok = False
+            reasons.insert(0, f"the kernel killed {obs_wl or obs}, the scenario expected {victim}"
+                           + (" (the model agrees with the kernel: the scenario's expectation is wrong)"
+                              if verdict == "match" else ""))
+        if len(docs) > 1 or len(primary) > 1:
+            ok = False
+            extra = [k for d in docs[1:] for k in d["kills"]] + primary[1:]
+            reasons.insert(0, "second victim: the kernel killed again: " + ", ".join(
+                f"{k['pid']} ({pid_map.get(k['pid'], k['name'])})" for k in extra))
+    if unexplained_dead:
+        ok = False
+        reasons.insert(0, f"workload(s) {', '.join(unexplained_dead)} died without an OOM kill in the log")
+    if any(not d["complete"] for d in docs):
+        reasons.append("report incomplete: " + "; ".join(m for d in docs for m in d["missing"]))
+    out.update(verdict=verdict, as_expected=ok, reason="; ".join(reasons))
+    return out
+
+
+def _ours(ev: Any, root: Sandbox, pid_map: dict[int, str]) -> bool:
+    if ev.summary is not None and ev.summary.oom_memcg:
+        return ev.summary.oom_memcg.startswith(root.rel) or ev.summary.oom_memcg == "/"
+    if ev.summary is not None and ev.summary.global_oom:
+        return True
+    return any(k.pid in pid_map for k in ev.kills) or any(r.pid in pid_map for r in ev.table)
+
+
+def _oom_score_check(snap: list[TaskSnapshot], ctx: Context) -> dict[str, Any]:
+    """The kernel's /proc/PID/oom_score before the trigger against the model's, task by task."""
+    v = parse_version(platform.release())
+    if v is None or not snap or ctx.totalram_pages is None:
+        return {"checked": 0}
+    era = era_for_version(v)
+    tp = ctx.totalram_pages + (ctx.total_swap_pages or 0)
+    rows = []
+    for s in snap:
+        t = Task(pid=s.pid, name=s.name, rss=s.rss, swapents=s.swapents, pgtables_bytes=s.pgtables_bytes,
+                 oom_score_adj=s.oom_score_adj or 0, uid=s.uid, cap_sys_admin=False)
+        model = oom_score(t, tp, era, PAGE_KB * 1024)
+        rows.append({"pid": s.pid, "workload": s.workload, "kernel": s.oom_score, "model": model,
+                     "diff": None if s.oom_score is None else s.oom_score - model})
+    diffs = [abs(r["diff"]) for r in rows if r["diff"] is not None]
+    k_rank = [r["pid"] for r in sorted(rows, key=lambda r: (-(r["kernel"] or 0), r["pid"]))]
+    m_rank = [r["pid"] for r in sorted(rows, key=lambda r: (-r["model"], r["pid"]))]
+    return {"checked": len(rows), "max_abs_diff": max(diffs) if diffs else None,
+            "agree": bool(diffs) and max(diffs) <= 1, "ranking_agrees": k_rank == m_rank, "era": era.label,
+            "totalpages": tp, "tasks": rows}

@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""A memory-hog workload: allocate, report ready, hold, grow on command, until killed.
+
+Standalone and stdlib-only on purpose: the harness starts it with ``python3 -I -S`` (about 15 ms)
+on the host, in a container and inside the QEMU guest alike.  The harness has already placed the
+process in its cgroup and set its ``oom_score_adj`` and uid before ``exec``.
+
+Protocol (line based): the spec is ``argv[1]`` (JSON).  The hog allocates its initial ``size``,
+then prints ``ready <pid> [<child pid> ...]`` on stdout and reads commands from stdin:
+``go`` starts the growth phase (``grow`` bytes more, or until killed), ``exit`` ends it.
+After growing it prints ``grown`` and waits again.  End of stdin ends it too, so a crashed harness
+never leaves hogs behind.
+
+Kinds: anon, shmem (memfd, mapped), file (page cache from a real file; reclaimable), mlock, thp,
+threads (N threads sharing one mm), fork (children sharing the parent's pages), many (N small
+children).  ``mempolicy`` ("bind:1") binds anonymous memory to NUMA nodes via ``set_mempolicy``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import mmap
+import os
+import sys
+import threading
+import time
+
+MB = 1 << 20
+STEP = 4 * MB
+MADV_HUGEPAGE = 14
+MPOL_BIND = 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_maps: list[object] = []  # keep every mapping alive
+
+
+def _touch(m: mmap.mmap, n: int) -> None:
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+    _libc.memset(ctypes.c_void_p(addr), 1, ctypes.c_size_t(n))
+
+
+def _anon(n: int, *, lock: bool = False, thp: bool = False) -> None:
+    done = 0
+    while done < n:
+        k = min(STEP if not thp else 2 * MB * 8, n - done)
+        m = mmap.mmap(-1, k, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if thp:
+            m.madvise(MADV_HUGEPAGE)
+        if lock:
+            addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
+            if _libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(k)) != 0:
+                raise OSError(ctypes.get_errno(), "mlock failed")
+        _touch(m, k)
+        _maps.append(m)
+        done += k
+
+
+def _shmem(n: int) -> None:
+    fd = os.memfd_create("oomh-shmem")
+    os.ftruncate(fd, n)
+    m = mmap.mmap(fd, n, flags=mmap.MAP_SHARED)
+    os.close(fd)
+    done = 0
+    while done < n:
+        k = min(STEP, n - done)
+        m[done:done + k] = b"\1" * k
+        done += k
+    _maps.append(m)
+
+
+def _file(n: int, path: str) -> None:
+    """Page cache: write then read a real file; clean cache is reclaimable, so no OOM."""
+    buf = b"\1" * STEP
+    with open(path, "wb") as f:
+        done = 0
+        while done < n:
+            f.write(buf)
+            done += STEP
+            if done % (8 * STEP) == 0:
+                f.flush()
+                os.fdatasync(f.fileno())
+    with open(path, "rb") as f:
+        while f.read(STEP):
+            pass
+
+
+def _set_mempolicy(spec: str) -> None:
+    mode, _, nodes = spec.partition(":")
+    if mode != "bind":
+        raise ValueError(f"unsupported mempolicy {spec!r}")
+    mask = 0
+    for part in nodes.split(","):
+        a, _, b = part.partition("-")
+        for node in range(int(a), int(b or a) + 1):
+            mask |= 1 << node
+    cmask = ctypes.c_ulong(mask)
+    if _libc.syscall(238, MPOL_BIND, ctypes.byref(cmask), ctypes.c_ulong(64)) != 0:  # __NR_set_mempolicy
+        raise OSError(ctypes.get_errno(), "set_mempolicy failed")
+
+
+def allocate(spec: dict, n: int) -> None:
+    kind = spec.get("kind", "anon")
+    if n <= 0:
+        return
+    if kind in ("anon", "fork", "many", "threads", "grow"):
+        _anon(n)
+    elif kind == "mlock":
+        _anon(n, lock=True)
+    elif kind == "thp":
+        _anon(n, thp=True)
+    elif kind == "shmem":
+        _shmem(n)
+    elif kind == "file":
+        _file(n, spec["path"])
+    else:
+        raise ValueError(f"unknown kind {kind}")
+
+
+def _threads(spec: dict, n: int) -> None:
+    count = max(1, int(spec.get("threads", 4)))
+    per = n // count
+    ts = [threading.Thread(target=allocate, args=({"kind": "anon"}, per)) for _ in range(count)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    park = threading.Event()
+    for _ in range(count):  # keep threads alive: the point is many threads sharing one mm
+        threading.Thread(target=park.wait, daemon=True).start()
+
+
+def _children(spec: dict) -> list[int]:
+    """Fork children; each allocates child_size of its own and waits for its parent to die."""
+    count = int(spec.get("children", 0))
+    child_size = int(spec.get("child_size", 0))
+    pids = []
+    r, w = os.pipe()
+    for _ in range(count):
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            try:
+                allocate({"kind": "anon"}, child_size)
+                os.write(w, b".")
+                # hold until the parent exits (the pipe's read end is inherited: stdin EOF)
+                while sys.stdin.buffer.read(1):
+                    pass
+            finally:
+                os._exit(0)
+        pids.append(pid)
+    os.close(w)
+    got = 0
+    while got < count:
+        b = os.read(r, count - got)
+        if not b:
+            break
+        got += len(b)
+    os.close(r)
+    return pids
+
+
+def _set_comm(name: str) -> None:
+    """Name the process after its workload so the kernel's report says which one it killed."""
+    _libc.prctl(15, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)  # PR_SET_NAME
+
+
+def main() -> int:
+    spec = json.loads(sys.argv[1])
+    kind = spec.get("kind", "anon")
+    if spec.get("comm"):
+        _set_comm(spec["comm"])
+    if spec.get("mempolicy"):
+        _set_mempolicy(spec["mempolicy"])
+    size = int(spec.get("size", 0))
+    if kind == "threads":
+        _threads(spec, size)
+    else:
+        allocate(spec, size)
+    kids = _children(spec) if kind in ("fork", "many") else []
+    print("ready", os.getpid(), *kids, flush=True)
+    for line in sys.stdin:
+        cmd = line.strip()
+        if cmd == "go":
+            grow = spec.get("grow")
+            rate = float(spec.get("rate_mb_s", 0) or 0)
+            gspec = {**spec, "kind": "anon" if kind in ("threads", "fork", "many", "file") else kind}
+            if kind == "file":
+                _file(int(grow or 0), spec["path"] + ".grow")
+            elif grow == "until-killed":
+                while True:
+                    allocate(gspec, STEP)
+                    if rate:
+                        time.sleep(STEP / MB / rate)
+            elif grow:
+                left = int(grow)
+                while left > 0:
+                    k = min(STEP, left)
+                    allocate(gspec, k)
+                    left -= k
+                    if rate:
+                        time.sleep(k / MB / rate)
+            print("grown", flush=True)
+        elif cmd == "exit":
+            break
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (BrokenPipeError, KeyboardInterrupt):
+        sys.exit(0)
