@@ -21,7 +21,7 @@ from typing import Any
 
 from .eras import ERAS, Era, EraChoice, infer_era
 from .events import OomEvent, TaskRow
-from .model import Selection, Task, oom_badness, oom_score, select_bad_process, totalpages_memcg
+from .model import Selection, Task, _pagetable_pages, oom_badness, oom_score, select_bad_process, totalpages_memcg
 
 __all__ = ["Context", "Analysis", "analyze", "analyze_all"]
 
@@ -304,6 +304,9 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
             )
         if ev.panic or ev.no_killable:
             return result("no-victim", _no_victim_reason(ev))
+        if ev.trigger is None and ev.kills and ev.summary is None and ev.memcg is None and ev.meminfo is None:
+            return result("undecidable", "only the kill line was printed: the kernel suppressed the report "
+                          "(OOM report ratelimit: at most 10 reports per 5 s), or the log lost its start")
         return result("undecidable", "no task table in the report (vm.oom_dump_tasks=0, or it was cut off)")
     # Scoring needs totalpages only through the oom_score_adj term (and the 0..1000 scale).
     tp_known = lo is not None
@@ -427,13 +430,15 @@ def _solve_totalpages(t: Task, score: int, era: Era, lo: int, hi: int | None, pk
     if k_hi - k_lo <= 200_000:
         ks = range(k_lo, k_hi + 1)
     else:
-        base = printed(lo) or 0
+        # printed ~ base_pages / k + adj (k = totalpages / 1000), so k ~ base_pages / (score - adj)
+        base_pages = t.rss + t.swapents + _pagetable_pages(t, era, ps)
         denom = score - t.oom_score_adj
-        k0 = (base * (lo // 1000)) // denom if denom > 0 else k_lo
+        k0 = base_pages // denom if denom > 0 else k_lo
         ks = range(max(k_lo, k0 // 2), min(k_hi, k0 * 2 + 2) + 1)
     found: list[int] = []
     for k in ks:
-        for tp in (k * 1000, k * 1000 + 500, k * 1000 + 999):
+        # (the lower bound itself, e.g. a memcg limit on a host without swap, is a candidate too)
+        for tp in (max(k * 1000, lo), k * 1000 + 500, k * 1000 + 999):
             if lo <= tp <= top and printed(tp) == score:
                 found.append(tp)
     if not found:

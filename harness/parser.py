@@ -104,9 +104,11 @@ _KERNEL_PANIC = re.compile(r"^Kernel panic - not syncing: (?P<msg>.*)")
 
 # Lines that can start (or belong to) a report; the idle scanner jumps from one to the next.
 _INTERESTING = re.compile(
-    r"invoked oom-killer|Killed process|Kill process|oom-kill:|oom_reaper:|Linux version|"
-    r"\[\s*pid\s*\]|Tasks in .* oom\.group|panic_on_oom|no killable processes|OOM victim|"
-    r"deadlocked on memory"
+    r"oom(?:-kill(?:er|:)|_reaper:)|Kill(?:ed)? process|Linux version|\[\s*pid\s*\]|panic_on_oom|no killable processes"
+)
+# Lines that may still belong to a report after its kill line.
+_AFTERMATH = re.compile(
+    r"Killed process|Kill process|oom_reaper:|invoked oom-killer|Tasks in |OOM victim|panic|deadlocked|no killable"
 )
 
 # Column count (after pid) -> column names, for rows whose header line was lost.  Seven numeric
@@ -280,6 +282,9 @@ class _Parser:
             if m["nodemask"] is not None:
                 b.feature("header:nodemask")
             return
+        if text.startswith("---[ end "):
+            # panic's closing marker repeats the panic message; it is not a new report
+            return
         if text.startswith("Linux version"):
             mv = _LINUX_VERSION.match(text)
             if mv:
@@ -299,17 +304,21 @@ class _Parser:
                 or text.startswith("Tasks state")
                 or _PANIC_ON_OOM.search(text)
                 or _NO_KILLABLE.search(text)
+                or (_ROW.match(text) and _headerless_layout(text) is not None)  # ring buffer wrapped mid-table
             )
             if starts_report:
                 b = self._new(ll, self._key(ll), None)
             else:
                 return
-        self._line(b, ll)
-        self._dispatch(b, ll, text)
-        if b.killed_at >= 0:
+        if b.killed_at >= 0 and not _AFTERMATH.search(text):
+            # After the kill only further kills, group lines and panics belong to the report;
+            # ordinary noise neither enters the event nor fills fields the report lacked.
             b.lines_since_kill += 1
             if b.lines_since_kill > AFTERMATH_LINES:
                 self._close(self._key_of(b))
+            return
+        self._line(b, ll)
+        self._dispatch(b, ll, text)
 
     def _key_of(self, b: _Builder) -> str | None:
         for k, v in self.open.items():
@@ -518,14 +527,7 @@ class _Parser:
         cols = b.table_cols
         rest = text[close + 1 :]
         if cols is None:
-            parts = rest.split()
-            n = 0
-            for p in parts:
-                if p.lstrip("-").isdigit():
-                    n += 1
-                else:
-                    break
-            cols = _HEADERLESS_LAYOUTS.get(n)
+            cols = _headerless_layout(text)
             if cols is None:
                 return False
             b.table_cols = cols
@@ -602,6 +604,18 @@ class _Parser:
                 mi.page_size_kb = kb if mi.page_size_kb is None else min(mi.page_size_kb, kb)
                 return True
         return False
+
+
+def _headerless_layout(text: str) -> list[str] | None:
+    """Column names for a task-table row seen without its header, by its count of numbers."""
+    parts = text[text.index("]") + 1 :].split()
+    n = 0
+    for p in parts:
+        if p.lstrip("-").isdigit():
+            n += 1
+        else:
+            break
+    return _HEADERLESS_LAYOUTS.get(n)
 
 
 def _summary(text: str) -> Summary:

@@ -109,6 +109,7 @@ class Scenario:
     vm: dict[str, Any] = field(default_factory=dict)  # swap_mb, numa_nodes, mem_mb, sysctl
     sysctl: dict[str, str] = field(default_factory=dict)
     flaky: str | None = None  # declared reason, if the kernel's choice is legitimately unstable
+    requires: list[str] = field(default_factory=list)  # cgroup2 | numa | swap
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -145,7 +146,9 @@ class _Ctx:
         return start + 1
 
 
-_TOP = {"name", "description", "backends", "cgroup", "workload", "expect", "timeout_s", "vm", "sysctl", "flaky"}
+_TOP = {"name", "description", "backends", "cgroup", "workload", "expect", "timeout_s", "vm", "sysctl", "flaky",
+        "requires"}
+REQUIREMENTS = {"cgroup2", "numa", "swap"}
 _CG = {"memory_max", "swap_max", "memory_high", "oom_group", "cpuset_mems", "children", "name"}
 _WL = {"name", "kind", "size", "grow", "rate_mb_s", "oom_score_adj", "uid", "gid", "threads", "children",
        "child_size", "cgroup", "mempolicy", "count", "start_delay_s"}
@@ -251,6 +254,9 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
     wl = _workloads(c, d.get("workload", []), _all_cg_names(cg))
     if not wl:
         raise c.fail("no [[workload]] defined")
+    requires = d.get("requires", [])
+    if not isinstance(requires, list) or not set(requires) <= REQUIREMENTS:
+        raise c.fail(f"requires must be a list drawn from {sorted(REQUIREMENTS)}", "requires")
     exp = d.get("expect", {})
     outcome = exp.get("outcome", "kill")
     if outcome not in OUTCOMES:
@@ -269,7 +275,7 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
         name=name, path=path, description=d.get("description", ""), backends=backends, cgroup=cg, workloads=wl,
         expect_outcome=outcome, expect_victim=victim, timeout_s=float(d.get("timeout_s", 15)),
         vm=dict(d.get("vm", {})), sysctl={k: str(v) for k, v in d.get("sysctl", {}).items()},
-        flaky=d.get("flaky"), raw=d,
+        flaky=d.get("flaky"), requires=requires, raw=d,
     )
 
 

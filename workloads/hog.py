@@ -131,8 +131,12 @@ def _threads(spec: dict, n: int) -> None:
 
 
 def _children(spec: dict) -> list[int]:
-    """Fork children; each allocates child_size of its own and waits for its parent to die."""
+    """fork: children that share the parent's pages and add child_size of their own.
+    many: N tiny processes (``sleep``), cheap enough for hundreds."""
     count = int(spec.get("children", 0))
+    if spec.get("kind") == "many":
+        sleep = next((p for p in ("/bin/sleep", "/usr/bin/sleep") if os.path.exists(p)), "/bin/sleep")
+        return [os.posix_spawn(sleep, ["sleep", "3600"], {}) for _ in range(count)]
     child_size = int(spec.get("child_size", 0))
     pids = []
     r, w = os.pipe()
@@ -143,7 +147,7 @@ def _children(spec: dict) -> list[int]:
             try:
                 allocate({"kind": "anon"}, child_size)
                 os.write(w, b".")
-                # hold until the parent exits (the pipe's read end is inherited: stdin EOF)
+                # hold until the parent goes (stdin is shared: EOF when the harness closes it)
                 while sys.stdin.buffer.read(1):
                     pass
             finally:
