@@ -305,8 +305,11 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
         if ev.panic or ev.no_killable:
             return result("no-victim", _no_victim_reason(ev))
         if ev.trigger is None and ev.kills and ev.summary is None and ev.memcg is None and ev.meminfo is None:
-            return result("undecidable", "only the kill line was printed: the kernel suppressed the report "
-                          "(OOM report ratelimit: at most 10 reports per 5 s), or the log lost its start")
+            return result(
+                "undecidable",
+                "only the kill line was printed: the kernel suppressed the report "
+                "(OOM report ratelimit: at most 10 reports per 5 s), or the log lost its start",
+            )
         return result("undecidable", "no task table in the report (vm.oom_dump_tasks=0, or it was cut off)")
     # Scoring needs totalpages only through the oom_score_adj term (and the 0..1000 scale).
     tp_known = lo is not None

@@ -27,8 +27,9 @@ class KmsgCursor:
         try:
             self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as e:
-            raise HarnessError(f"cannot read the kernel log {path}: {e.strerror} (run as root, or set "
-                               "kernel.dmesg_restrict=0)") from None
+            raise HarnessError(
+                f"cannot read the kernel log {path}: {e.strerror} (run as root, or set kernel.dmesg_restrict=0)"
+            ) from None
         if not from_start:
             os.lseek(self.fd, 0, os.SEEK_END)
         self.path = path

@@ -45,17 +45,29 @@ def atomic_write(path: str, data: str) -> None:
 class RunRecorder:
     """Collects one run's scenario records into ``results/<run-id>/``."""
 
-    def __init__(self, root: str = DEFAULT_ROOT, *, backend: str, kernel_label: str,
-                 env: dict[str, Any] | None = None, run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        root: str = DEFAULT_ROOT,
+        *,
+        backend: str,
+        kernel_label: str,
+        env: dict[str, Any] | None = None,
+        run_id: str | None = None,
+    ) -> None:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.run_id = run_id or f"{stamp}-{backend}-{kernel_label}-{os.getpid()}"
         self.dir = os.path.join(root, self.run_id)
         os.makedirs(self.dir, exist_ok=False)
         atomic_write(os.path.join(self.dir, "RUNNING"), str(os.getpid()))
         self.env = {
-            "run_id": self.run_id, "backend": backend, "kernel_label": kernel_label,
-            "harness_version": __version__, "host_kernel": platform.release(), "host": socket.gethostname(),
-            "python": platform.python_version(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "run_id": self.run_id,
+            "backend": backend,
+            "kernel_label": kernel_label,
+            "harness_version": __version__,
+            "host_kernel": platform.release(),
+            "host": socket.gethostname(),
+            "python": platform.python_version(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             **(env or {}),
         }
         atomic_write(os.path.join(self.dir, "env.json"), json.dumps(self.env, indent=1))
@@ -89,7 +101,10 @@ class RunRecorder:
             for r in self.rows:
                 counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
             summary = {
-                "run_id": self.run_id, "status": status, "scenarios": len(self.rows), "verdicts": counts,
+                "run_id": self.run_id,
+                "status": status,
+                "scenarios": len(self.rows),
+                "verdicts": counts,
                 "as_expected": sum(1 for r in self.rows if r.get("as_expected") is True),
                 "not_as_expected": sum(1 for r in self.rows if r.get("as_expected") is False),
                 "skipped": sum(1 for r in self.rows if r.get("as_expected") is None),

@@ -71,8 +71,9 @@ def detect_layout(proc_self: str = "/proc/self/cgroup") -> CgroupLayout:
             return CgroupLayout(2, mount, v2_path)
     if v1_path is not None and os.path.isdir(V1_ROOT):
         return CgroupLayout(1, V1_ROOT, v1_path)
-    raise HarnessError("no cgroup memory controller: mount cgroup v2 with +memory, or the v1 memory "
-                       "hierarchy at /sys/fs/cgroup/memory")
+    raise HarnessError(
+        "no cgroup memory controller: mount cgroup v2 with +memory, or the v1 memory hierarchy at /sys/fs/cgroup/memory"
+    )
 
 
 def parse_size(v: str | int | None) -> int | None:
@@ -101,9 +102,17 @@ class Sandbox:
 
     # -- creation -------------------------------------------------------------------------------
     @classmethod
-    def create(cls, name: str, *, memory_max: int | None, swap_max: int | None = 0,
-               memory_high: int | None = None, oom_group: bool = False, layout: CgroupLayout | None = None,
-               allow_unlimited: bool = False) -> Sandbox:
+    def create(
+        cls,
+        name: str,
+        *,
+        memory_max: int | None,
+        swap_max: int | None = 0,
+        memory_high: int | None = None,
+        oom_group: bool = False,
+        layout: CgroupLayout | None = None,
+        allow_unlimited: bool = False,
+    ) -> Sandbox:
         """Create ``<own cgroup>/oomh-<pid>-<name>`` with its limits.
 
         *allow_unlimited* is only for a throw-away VM: on a host a workload without a limit could
@@ -129,8 +138,15 @@ class Sandbox:
             raise
         return sb
 
-    def child(self, name: str, *, memory_max: int | None = None, swap_max: int | None = None,
-              memory_high: int | None = None, oom_group: bool = False) -> Sandbox:
+    def child(
+        self,
+        name: str,
+        *,
+        memory_max: int | None = None,
+        swap_max: int | None = None,
+        memory_high: int | None = None,
+        oom_group: bool = False,
+    ) -> Sandbox:
         """A nested cgroup; the parent's limit still bounds it."""
         sb = Sandbox(self.layout, os.path.join(self.rel, _safe(name)), parent=self)
         if self.layout.version == 2:
@@ -138,8 +154,9 @@ class Sandbox:
                 _write(os.path.join(self.path, "cgroup.subtree_control"), "+memory")
         sb._mkdir()
         self.children.append(sb)
-        sb.set_limits(memory_max=memory_max, swap_max=swap_max, memory_high=memory_high, oom_group=oom_group,
-                      inherit=True)
+        sb.set_limits(
+            memory_max=memory_max, swap_max=swap_max, memory_high=memory_high, oom_group=oom_group, inherit=True
+        )
         return sb
 
     def _mkdir(self) -> None:
@@ -150,8 +167,11 @@ class Sandbox:
                 os.mkdir(self.path)
                 return
             parent_rel, name = os.path.split(self.rel)
-            tree = Tree(root_path=os.path.dirname(self.layout.mount).encode() + b"/", groups=["memory"],
-                        sub_groups=[parent_rel.strip("/")] if parent_rel.strip("/") else None)
+            tree = Tree(
+                root_path=os.path.dirname(self.layout.mount).encode() + b"/",
+                groups=["memory"],
+                sub_groups=[parent_rel.strip("/")] if parent_rel.strip("/") else None,
+            )
             node = tree.get_node_by_path(("/memory" + parent_rel).rstrip("/"))
             if node is None:
                 raise OSError(errno.ENOENT, os.strerror(errno.ENOENT))
@@ -159,8 +179,15 @@ class Sandbox:
         else:
             os.mkdir(self.path)
 
-    def set_limits(self, *, memory_max: int | None, swap_max: int | None, memory_high: int | None = None,
-                   oom_group: bool = False, inherit: bool = False) -> None:
+    def set_limits(
+        self,
+        *,
+        memory_max: int | None,
+        swap_max: int | None,
+        memory_high: int | None = None,
+        oom_group: bool = False,
+        inherit: bool = False,
+    ) -> None:
         if self.layout.version == 2:
             if memory_max is not None:
                 self._set("memory.max", str(memory_max))
@@ -284,9 +311,11 @@ def _enable_v2_controllers(layout: CgroupLayout) -> None:
             _write(sc, "+memory")
     except OSError as e:
         if e.errno == errno.EBUSY:
-            raise HarnessError(f"cannot enable the memory controller below {layout.own_dir}: it holds "
-                               "processes (run the harness in its own leaf cgroup, e.g. systemd-run --scope "
-                               "-p Delegate=yes)") from None
+            raise HarnessError(
+                f"cannot enable the memory controller below {layout.own_dir}: it holds "
+                "processes (run the harness in its own leaf cgroup, e.g. systemd-run --scope "
+                "-p Delegate=yes)"
+            ) from None
         raise HarnessError(f"cannot enable the memory controller in {sc}: {e.strerror}") from None
 
 

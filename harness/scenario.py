@@ -146,12 +146,38 @@ class _Ctx:
         return start + 1
 
 
-_TOP = {"name", "description", "backends", "cgroup", "workload", "expect", "timeout_s", "vm", "sysctl", "flaky",
-        "requires"}
+_TOP = {
+    "name",
+    "description",
+    "backends",
+    "cgroup",
+    "workload",
+    "expect",
+    "timeout_s",
+    "vm",
+    "sysctl",
+    "flaky",
+    "requires",
+}
 REQUIREMENTS = {"cgroup2", "numa", "swap"}
 _CG = {"memory_max", "swap_max", "memory_high", "oom_group", "cpuset_mems", "children", "name"}
-_WL = {"name", "kind", "size", "grow", "rate_mb_s", "oom_score_adj", "uid", "gid", "threads", "children",
-       "child_size", "cgroup", "mempolicy", "count", "start_delay_s"}
+_WL = {
+    "name",
+    "kind",
+    "size",
+    "grow",
+    "rate_mb_s",
+    "oom_score_adj",
+    "uid",
+    "gid",
+    "threads",
+    "children",
+    "child_size",
+    "cgroup",
+    "mempolicy",
+    "count",
+    "start_delay_s",
+}
 
 
 def _size(c: _Ctx, v: Any, key: str, section: str | None) -> int | None:
@@ -167,8 +193,12 @@ def _cgroup(c: _Ctx, d: dict[str, Any], section: str, top: bool) -> CgroupSpec:
             raise c.fail(f"unknown key {k!r} in [{section}] (allowed: {', '.join(sorted(_CG))})", k, section)
     spec = CgroupSpec(name=str(d.get("name", "")))
     if top and "memory_max" not in d:
-        raise c.fail("[cgroup] needs memory_max (a host workload never runs without a limit; "
-                     "\"none\" is allowed only for whole-VM scenarios)", None, section)
+        raise c.fail(
+            "[cgroup] needs memory_max (a host workload never runs without a limit; "
+            '"none" is allowed only for whole-VM scenarios)',
+            None,
+            section,
+        )
     spec.memory_max = _size(c, d.get("memory_max"), "memory_max", section)
     spec.swap_max = _size(c, d.get("swap_max", 0 if top else None), "swap_max", section)
     spec.memory_high = _size(c, d.get("memory_high"), "memory_high", section)
@@ -196,8 +226,9 @@ def _workloads(c: _Ctx, items: list[Any], cg_names: set[str]) -> list[Workload]:
         count = int(d.get("count", 1))
         kind = d.get("kind", "anon")
         if kind not in KINDS:
-            raise c.fail(f"workload {name}: unknown kind {kind!r} (one of {', '.join(sorted(KINDS))})", "kind",
-                         "workload")
+            raise c.fail(
+                f"workload {name}: unknown kind {kind!r} (one of {', '.join(sorted(KINDS))})", "kind", "workload"
+            )
         grow = d.get("grow")
         if grow is not None and grow != "until-killed":
             grow = _size(c, grow, "grow", "workload")
@@ -212,14 +243,24 @@ def _workloads(c: _Ctx, items: list[Any], cg_names: set[str]) -> list[Workload]:
             if wname in names:
                 raise c.fail(f"duplicate workload name {wname!r}", "name", "workload")
             names.add(wname)
-            out.append(Workload(
-                name=wname, kind=kind, size=_size(c, d.get("size", 0), "size", "workload") or 0, grow=grow,
-                rate_mb_s=float(d.get("rate_mb_s", 0)), oom_score_adj=adj, uid=int(d.get("uid", 0)),
-                gid=d.get("gid"), threads=int(d.get("threads", 4 if kind == "threads" else 0)),
-                children=int(d.get("children", 0)), child_size=_size(c, d.get("child_size", 0), "child_size",
-                                                                     "workload") or 0,
-                cgroup=cg, mempolicy=d.get("mempolicy"), start_delay_s=float(d.get("start_delay_s", 0)),
-            ))
+            out.append(
+                Workload(
+                    name=wname,
+                    kind=kind,
+                    size=_size(c, d.get("size", 0), "size", "workload") or 0,
+                    grow=grow,
+                    rate_mb_s=float(d.get("rate_mb_s", 0)),
+                    oom_score_adj=adj,
+                    uid=int(d.get("uid", 0)),
+                    gid=d.get("gid"),
+                    threads=int(d.get("threads", 4 if kind == "threads" else 0)),
+                    children=int(d.get("children", 0)),
+                    child_size=_size(c, d.get("child_size", 0), "child_size", "workload") or 0,
+                    cgroup=cg,
+                    mempolicy=d.get("mempolicy"),
+                    start_delay_s=float(d.get("start_delay_s", 0)),
+                )
+            )
     return out
 
 
@@ -249,8 +290,9 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
         raise c.fail("missing [cgroup] table (every scenario needs a memory limit)")
     cg = _cgroup(c, d["cgroup"], "cgroup", True)
     if cg.memory_max is None and "host" in backends:
-        raise c.fail("memory_max = \"none\" is only allowed for VM-only scenarios (backends = [\"vm\"])",
-                     "memory_max", "cgroup")
+        raise c.fail(
+            'memory_max = "none" is only allowed for VM-only scenarios (backends = ["vm"])', "memory_max", "cgroup"
+        )
     wl = _workloads(c, d.get("workload", []), _all_cg_names(cg))
     if not wl:
         raise c.fail("no [[workload]] defined")
@@ -269,13 +311,22 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
     if outcome in ("kill", "group-kill") and victim is None:
         raise c.fail("expect.victim is required when outcome is kill or group-kill", None, "expect")
     if not any(w.grow is not None for w in wl) and outcome != "no-oom":
-        raise c.fail("no workload grows: give the trigger workload grow = \"until-killed\" or a size", None,
-                     "workload")
+        raise c.fail('no workload grows: give the trigger workload grow = "until-killed" or a size', None, "workload")
     return Scenario(
-        name=name, path=path, description=d.get("description", ""), backends=backends, cgroup=cg, workloads=wl,
-        expect_outcome=outcome, expect_victim=victim, timeout_s=float(d.get("timeout_s", 15)),
-        vm=dict(d.get("vm", {})), sysctl={k: str(v) for k, v in d.get("sysctl", {}).items()},
-        flaky=d.get("flaky"), requires=requires, raw=d,
+        name=name,
+        path=path,
+        description=d.get("description", ""),
+        backends=backends,
+        cgroup=cg,
+        workloads=wl,
+        expect_outcome=outcome,
+        expect_victim=victim,
+        timeout_s=float(d.get("timeout_s", 15)),
+        vm=dict(d.get("vm", {})),
+        sysctl={k: str(v) for k, v in d.get("sysctl", {}).items()},
+        flaky=d.get("flaky"),
+        requires=requires,
+        raw=d,
     )
 
 

@@ -28,6 +28,7 @@ class TaskSnapshot:
     pgtables_bytes: int
     threads: int
     uid: int | None
+    has_mm: bool = True  # kernel threads (and zombies) have no mm
 
     @property
     def rss(self) -> int:
@@ -64,12 +65,19 @@ def snapshot_pid(pid: int, workload: str | None = None) -> TaskSnapshot | None:
     adj = _read(f"/proc/{pid}/oom_score_adj")
     uid = kv.get("Uid", "").split()
     return TaskSnapshot(
-        pid=pid, name=kv.get("Name", "?"), workload=workload,
+        pid=pid,
+        name=kv.get("Name", "?"),
+        workload=workload,
         oom_score=int(score) if score and score.strip().isdigit() else None,
         oom_score_adj=int(adj) if adj and adj.strip().lstrip("-").isdigit() else None,
-        rss_anon=kb("RssAnon") // PAGE_KB, rss_file=kb("RssFile") // PAGE_KB, rss_shmem=kb("RssShmem") // PAGE_KB,
-        swapents=kb("VmSwap") // PAGE_KB, pgtables_bytes=kb("VmPTE") * 1024, threads=int(kv.get("Threads", "1")),
+        rss_anon=kb("RssAnon") // PAGE_KB,
+        rss_file=kb("RssFile") // PAGE_KB,
+        rss_shmem=kb("RssShmem") // PAGE_KB,
+        swapents=kb("VmSwap") // PAGE_KB,
+        pgtables_bytes=kb("VmPTE") * 1024,
+        threads=int(kv.get("Threads", "1")),
         uid=int(uid[0]) if uid else None,
+        has_mm="VmSize" in kv and kv.get("Kthread", "0") != "1",
     )
 
 
