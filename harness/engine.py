@@ -605,7 +605,7 @@ def _judge(
             )
         if len(docs) > 1 or len(primary) > 1:
             ok = False
-            extra = [k for d in docs[1:] for k in d["kills"]] + primary[1:]
+            extra = primary[1:]
             reasons.insert(
                 0,
                 "second victim: the kernel killed again: "

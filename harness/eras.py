@@ -250,8 +250,11 @@ def infer_era(version: str | None, features: list[str], forced: str | None = Non
 
     * ``forced`` (a label or version) wins, always.
     * A version consistent with the format decides.
-    * A version the format contradicts is *suspect* (a vendor kernel with back-ported OOM code):
-      the newest era the format allows is used, because back-ports only ever bring newer code.
+    * A version the format contradicts is *suspect* (a vendor kernel with back-ported OOM code).
+      Older than the format: the oldest era the format allows (the back-port brought at least
+      that, e.g. RHEL 6's "2.6.32" printing 2.6.36 reports); newer: the newest allowed.  The
+      other allowed eras are returned as alternatives, and the analysis tries them when the
+      chosen era's victim differs from the kernel's (RHEL 8's "4.18" with 5.9 badness).
     * No version: the newest era the format allows, with the other allowed eras listed as
       alternatives so a caller can check whether the choice matters.
     """

@@ -105,6 +105,7 @@ _KERNEL_PANIC = re.compile(r"^Kernel panic - not syncing: (?P<msg>.*)")
 # Lines that can start (or belong to) a report; the idle scanner jumps from one to the next.
 _INTERESTING = re.compile(
     r"oom(?:-kill(?:er|:)|_reaper:)|Kill(?:ed)? process|Linux version|\[\s*pid\s*\]|panic_on_oom|no killable processes"
+    r"|\[ *\d+\] +-?\d+ +\d+ +\d+ +\d+ "  # a task-table row: the ring buffer wrapped mid-table
 )
 # Lines that may still belong to a report after its kill line.
 _AFTERMATH = re.compile(

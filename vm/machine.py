@@ -159,6 +159,9 @@ def _probe_kvm(kernel: Kernel, bound: float = 8.0) -> tuple[bool, str]:
         return ok, why
 
 
+_told_tcg = False
+
+
 def choose_accel(kernel: Kernel, accel: str = "auto") -> str:
     """``"tcg"`` or ``"kvm"``.  "auto" probes KVM once per host kernel + QEMU version (cached)."""
     if accel in ("tcg", "kvm"):
@@ -180,8 +183,10 @@ def choose_accel(kernel: Kernel, accel: str = "auto") -> str:
         tmp.write_text(json.dumps(known, indent=1))
         os.replace(tmp, store)
     entry = known[key]
-    if entry["accel"] == "tcg":
+    global _told_tcg
+    if entry["accel"] == "tcg" and not _told_tcg:
         progress(f"KVM not usable on this host ({entry['why'][:120]}); using TCG")
+        _told_tcg = True
     return str(entry["accel"])
 
 

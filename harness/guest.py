@@ -1,0 +1,35 @@
+"""Entry point inside the QEMU guest: run scenario files with the shared engine, print records.
+
+The VM runner on the host calls ``python3 -m harness.guest FILE...`` through the guest agent.
+Each record is printed as one line ``@@OOMH-RECORD@@ <json>`` so it survives any other output.
+Inside the guest the harness may change sysctls and run without a memory limit: the whole
+machine is a throw-away VM.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from .engine import EngineOptions, protect_self, run_scenario
+from .errors import HarnessError
+from .scenario import load_scenario
+
+MARK = "@@OOMH-RECORD@@ "
+
+
+def main(argv: list[str]) -> int:
+    protect_self()
+    for path in argv:
+        try:
+            sc = load_scenario(path)
+            rec = run_scenario(sc, EngineOptions(backend="vm", allow_unlimited=True, allow_sysctl=True))
+        except HarnessError as e:
+            rec = {"scenario": path, "verdict": "error", "as_expected": False, "reason": str(e)}
+        sys.stdout.write(MARK + json.dumps(rec, default=str) + "\n")
+        sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

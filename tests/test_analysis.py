@@ -1,0 +1,316 @@
+"""Verdicts on every fixture, era inference and the JSON document of an analysis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.analysis import Context, analyze, analyze_all
+from harness.eras import ERAS, era_by_name, infer_era
+from harness.parser import parse_file, parse_text
+
+FIX = Path(__file__).parent / "fixtures"
+SYN = FIX / "synthetic"
+PUB = FIX / "public"
+HOST = FIX / "host" / "6.18-memcg-v1-probe.log"
+INDEX = {d["file"]: d for d in json.loads((PUB / "index.json").read_text())}
+VERDICTS = {"match", "mismatch", "undecidable", "no-victim"}
+
+
+def docs(path: Path, ctx: Context | None = None) -> list[dict]:
+    return [a.to_dict() for a in analyze_all(parse_file(str(path)), ctx)]
+
+
+# expected (verdict, observed selected pid, predicted pid, era label) per synthetic report (README table)
+SYNTHETIC = {
+    "2.6.36-global-sacrifice-child.log": ("match", 2400, 2400, "2.6.36-2.6.38"),
+    "3.4-memcg-v1-memsw.log": ("match", 3001, 3001, "2.6.39-3.4"),
+    "3.10-global-nr_ptes-root-minus30.log": ("match", 1500, 1500, "3.5-3.13"),
+    "4.4-memcg-v1-nr_pmds-oneline-stats.log": ("match", 5002, 5002, "4.0-4.6"),
+    "4.15-global-pgtables-root-3pct-reaper.log": ("match", 800, 800, "4.15-4.16"),
+    "4.19-memcg-v1-tasks-state-adj969.log": ("match", 6002, 6002, "4.17-5.0"),
+    "5.0-global-summary-sacrifice-child.log": ("match", 7001, 7001, "4.17-5.0"),
+    "5.3-memcg-v2-swap-multiline-tie-last.log": ("match", 8003, 8003, "5.3-5.8"),
+    "6.1-memcg-v2-k8s-adj-998.log": ("match", 9002, 9002, "5.10-6.19"),
+    "6.8-memcg-v2-oom-group-reaper.log": ("match", 10001, 10001, "5.10-6.19"),
+    "6.12-global-panic-on-oom.log": ("no-victim", None, 4242, "5.10-6.19"),
+    "6.6-global-oom-kill-allocating-task.log": ("match", 11002, 11002, "5.10-6.19"),
+    "5.10-cpuset-two-nodes.log": ("match", 12001, 12001, "5.10-6.19"),
+    "5.10-mempolicy-two-nodes.log": ("match", 13001, 13001, "5.10-6.19"),
+    "7.0-global-adj-percent-d.log": ("match", 14002, 14002, "7.0+"),
+}
+
+
+def test_every_synthetic_file_has_an_expectation() -> None:
+    assert {p.name for p in SYN.glob("*.log")} == set(SYNTHETIC)
+
+
+@pytest.mark.parametrize("name", sorted(SYNTHETIC))
+def test_synthetic_verdict(name: str) -> None:
+    verdict, observed, predicted, era = SYNTHETIC[name]
+    (d,) = docs(SYN / name)
+    assert d["complete"]
+    assert d["verdict"] == verdict, d["reason"]
+    assert (d["observed_victim"] or {}).get("pid") == observed
+    assert (d["predicted_victim"] or {}).get("pid") == predicted
+    assert d["era"] == era
+
+
+@pytest.mark.parametrize(
+    ("name", "totalpages", "points"),
+    [
+        ("2.6.36-global-sacrifice-child.log", 256000, 781),
+        ("3.4-memcg-v1-memsw.log", 51200, 390),
+        ("3.10-global-nr_ptes-root-minus30.log", 1548288, 250500),
+        ("4.4-memcg-v1-nr_pmds-oneline-stats.log", 65536, 52542),
+        ("4.15-global-pgtables-root-3pct-reaper.log", 512000, 98050),
+        ("4.19-memcg-v1-tasks-state-adj969.log", 131072, 247067),
+        ("5.0-global-summary-sacrifice-child.log", 2048000, 840405),
+        ("5.3-memcg-v2-swap-multiline-tie-last.log", 65536, 30060),
+        ("6.1-memcg-v2-k8s-adj-998.log", 262144, -61276),
+        ("6.8-memcg-v2-oom-group-reaper.log", 131072, 60100),
+        ("5.10-cpuset-two-nodes.log", 1048576, 200100),
+        ("5.10-mempolicy-two-nodes.log", 1310589, 302150),
+        ("7.0-global-adj-percent-d.log", 4624288, 1687456),
+    ],
+)
+def test_synthetic_hand_computed_numbers(name: str, totalpages: int, points: int) -> None:
+    (d,) = docs(SYN / name)
+    assert d["totalpages"] == totalpages, d["totalpages_note"]
+    top = d["candidates"][0]
+    assert top["rank"] == 1 and top["points"] == points
+
+
+def test_sacrifice_child_named_in_reason() -> None:
+    (d,) = docs(SYN / "5.0-global-summary-sacrifice-child.log")
+    assert "sacrificed child 7002" in d["reason"]
+    assert d["kills"][0]["pid"] == 7002
+
+
+def test_tie_reason_names_the_rule() -> None:
+    (d,) = docs(SYN / "5.3-memcg-v2-swap-multiline-tie-last.log")
+    assert "tied with 8002" in d["reason"] and "last scanned" in d["reason"]
+
+
+def test_panic_reason() -> None:
+    (d,) = docs(SYN / "6.12-global-panic-on-oom.log")
+    assert "panic_on_oom" in d["reason"] and d["panic"].startswith("Kernel panic")
+
+
+def test_constrained_totalpages_decides() -> None:
+    # with the machine's global totalpages the other task would win (README): the model must use the nodes
+    for name, other in (("5.10-cpuset-two-nodes.log", 12002), ("5.10-mempolicy-two-nodes.log", 13002)):
+        (d,) = docs(SYN / name)
+        assert d["predicted_victim"]["pid"] != other
+        assert "present pages of nodes" in d["totalpages_note"]
+
+
+def test_oom_group_kills_listed() -> None:
+    (d,) = docs(SYN / "6.8-memcg-v2-oom-group-reaper.log")
+    assert d["group_kill_memcg"] == "/app.slice/app.service"
+    assert [(k["pid"], k["group"]) for k in d["kills"]] == [(10001, False), (10001, True), (10002, True), (10003, True)]
+    assert [r["pid"] for r in d["reaped"]] == [10001, 10003]
+
+
+def test_host_probe() -> None:
+    (d,) = docs(HOST)
+    assert d["verdict"] == "match" and d["kind"] == "memcg"
+    assert d["observed_victim"] == {"pid": 1913, "name": "python3"}
+    assert d["totalpages"] == 16384  # memsw limit = memory limit: swap cannot add
+    assert d["candidates"][0]["points"] == 17834
+    assert d["era"] == "5.10-6.19" and d["kernel"] == "6.18.44-fc-v657"
+
+
+# --- public reports ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(INDEX))
+def test_public_verdicts(name: str) -> None:
+    meta = INDEX[name]
+    ds = docs(PUB / name)
+    assert ds
+    for d in ds:
+        assert d["verdict"] in VERDICTS
+        assert d["reason"] and not d["reason"].startswith("unexplained"), d["reason"]
+        if d["complete"]:
+            assert d["verdict"] in VERDICTS
+    victim, selected = meta["victim_pid"], meta["selected_pid"]
+    observed = {d["observed_victim"]["pid"] for d in ds if d["observed_victim"]}
+    killed = {k["pid"] for d in ds for k in d["kills"]}
+    if victim is not None:
+        assert victim in killed
+    if selected is not None and victim is not None:
+        # the selected task is what the analysis calls the observed victim (<=5.0: before child sacrifice)
+        assert selected in observed | killed
+    for d in ds:
+        if d["verdict"] == "match":
+            assert d["predicted_victim"] is not None
+            assert (
+                d["observed_victim"] == d["predicted_victim"]
+                or d["predicted_victim"]["pid"] in killed
+                or (
+                    d["observed_victim"]["name"] == d["predicted_victim"]["name"]  # thread named in the select line
+                )
+            )
+
+
+def test_public_complete_reports_are_decided() -> None:
+    for name, meta in INDEX.items():
+        if not meta["complete"]:
+            continue
+        ds = [d for d in docs(PUB / name) if d["complete"]]
+        assert ds, name
+        for d in ds:
+            assert d["verdict"] == "match" or not d["reason"].startswith("unexplained"), (name, d["reason"])
+
+
+def test_public_rhel6_is_suspect_version() -> None:
+    # RHEL 6 "2.6.32" prints 2.6.36-era reports: the version is older than the format allows
+    (d,) = docs(PUB / "2.6.32-rhel6-aliyun-java-global-noswap-syslog.log")
+    assert d["kernel"].startswith("2.6.32") and d["era"] == "2.6.36-2.6.38"
+    assert "back-port" in d["era_evidence"]
+    assert any("vendor" in n for n in d["notes"])
+    assert d["verdict"] == "match" and d["observed_victim"]["pid"] == 31995
+
+
+# --- era inference ------------------------------------------------------------------------------
+
+MODERN = [
+    "header:gfp_symbolic",
+    "table:4.19-6.7",
+    "table:tasks_state",
+    "summary",
+    "killed:prefixed",
+    "killed:uid_pgtables",
+]
+
+
+def test_version_consistent_with_format() -> None:
+    c = infer_era("6.1.0-18-amd64", MODERN)
+    assert c.era.label == "5.10-6.19" and not c.suspect_version and "kernel version" in c.evidence
+
+
+def test_rhel8_style_version_is_suspect() -> None:
+    c = infer_era("4.18.0-348.2.1.el8_5.x86_64", MODERN)
+    assert c.suspect_version and "back-port" in c.evidence
+    assert c.format_range == ((5, 4), (6, 8))  # UID/pgtables Killed suffix .. 4.19-6.7 table
+    assert c.era.start > era_by_name("4.18").start  # a newer era than the version says
+    assert c.era.label == "5.3-5.8"  # at least the oldest era the format needs ...
+    assert [e.label for e in c.alternatives] == ["5.9", "5.10-6.19"]  # ... newer ones kept as alternatives
+
+
+def test_rhel6_style_version_is_suspect_older() -> None:
+    c = infer_era("2.6.32-642.el6.x86_64", ["header:oom_adj", "table:2.6.36-3.5", "cpuset_line", "select_line"])
+    assert c.suspect_version and c.era.label == "2.6.36-2.6.38"
+
+
+def test_no_version_newest_allowed_with_alternatives() -> None:
+    c = infer_era(None, ["table:4.0-4.14", "select_line"])
+    assert c.era.label == "4.7-4.14" and not c.suspect_version
+    assert [e.label for e in c.alternatives] == ["4.0-4.6"]
+
+
+def test_forced_era_wins() -> None:
+    c = infer_era("6.1.0", MODERN, forced="4.19")
+    assert c.era.label == "4.17-5.0" and c.evidence.startswith("forced")
+    assert era_by_name("5.3-5.8").label == "5.3-5.8"
+    with pytest.raises(ValueError):
+        era_by_name("banana")
+
+
+def test_rhel8_report_through_analysis() -> None:
+    text = (SYN / "6.1-memcg-v2-k8s-adj-998.log").read_text().replace("6.1.0-18-amd64", "4.18.0-348.2.1.el8_5.x86_64")
+    (ev,) = parse_text(text)
+    a = analyze(ev)
+    d = a.to_dict()
+    assert d["kernel"].startswith("4.18.0") and a.era.start >= (5, 3)
+    assert "contradicts" in d["era_evidence"]
+    assert d["verdict"] == "match" and d["predicted_victim"]["pid"] == 9002
+
+
+def test_forced_older_era_explains_mismatch() -> None:
+    (ev,) = parse_text((SYN / "6.1-memcg-v2-k8s-adj-998.log").read_text())
+    a = analyze(ev, Context(era="5.2"))
+    d = a.to_dict()
+    assert d["era"] == "5.1-5.2" and d["era_evidence"].startswith("forced")
+    # before 5.9 both tasks score 1 and the first scanned (pause) would be chosen
+    assert d["predicted_victim"]["pid"] == 9001
+    assert d["verdict"] == "mismatch"
+    assert "era" in d["reason"] and not d["reason"].startswith("unexplained")
+
+
+# --- undecidable --------------------------------------------------------------------------------
+
+
+def test_incomplete_table_is_undecidable() -> None:
+    lines = (SYN / "7.0-global-adj-percent-d.log").read_text().splitlines()
+    cut = next(i for i, line in enumerate(lines) if "14002]" in line) + 1
+    (ev,) = parse_text("\n".join(lines[:cut]))
+    d = analyze(ev).to_dict()
+    assert not d["complete"] and d["verdict"] == "undecidable"
+    assert "kill line" in d["reason"] or "incomplete" in d["reason"]
+
+
+def test_unknown_totalpages_with_adj_is_undecidable() -> None:
+    # without the "Kill process ... score" line nothing pins the memcg's swap term, and adj 969/-998 matter
+    text = "\n".join(
+        line
+        for line in (SYN / "4.19-memcg-v1-tasks-state-adj969.log").read_text().splitlines()
+        if "Kill process" not in line
+    )
+    (ev,) = parse_text(text)
+    d = analyze(ev).to_dict()
+    assert d["verdict"] == "undecidable"
+    assert "totalpages unknown" in d["reason"]
+    # the machine's total swap settles it
+    d2 = analyze(ev, Context(total_swap_pages=0)).to_dict()
+    assert d2["verdict"] == "match" and d2["totalpages"] == 131072
+
+
+def test_unknown_totalpages_without_adj_is_decided() -> None:
+    text = (
+        (SYN / "5.3-memcg-v2-swap-multiline-tie-last.log").read_text().replace("limit 0kB", "limit 9007199254740988kB")
+    )
+    (ev,) = parse_text(text)
+    d = analyze(ev).to_dict()
+    assert d["verdict"] == "match"  # all adj 0: the ranking does not depend on totalpages
+
+
+def test_earlier_victim_in_the_table() -> None:
+    # the same report twice: the second time the first victim is still listed
+    text = (SYN / "3.10-global-nr_ptes-root-minus30.log").read_text()
+    a1, a2 = analyze_all(parse_text(text + text))
+    assert a1.verdict == "match"
+    assert a2.verdict in VERDICTS and not a2.reason.startswith("unexplained")
+
+
+# --- the JSON document ----------------------------------------------------------------------------
+
+REQUIRED = {
+    "complete",
+    "kind",
+    "kernel",
+    "era",
+    "observed_victim",
+    "predicted_victim",
+    "verdict",
+    "reason",
+    "candidates",
+}
+
+
+@pytest.mark.parametrize("path", sorted(SYN.glob("*.log")) + sorted(PUB.glob("*.log")) + [HOST], ids=lambda p: p.name)
+def test_json_document(path: Path) -> None:
+    for d in docs(path):
+        assert set(d) >= REQUIRED
+        json.loads(json.dumps(d))
+        assert isinstance(d["complete"], bool)
+        assert d["kind"] in {"global", "memcg", "cpuset", "mempolicy", "unknown"}
+        assert d["era"] in {e.label for e in ERAS}
+        assert d["verdict"] in VERDICTS
+        for who in (d["observed_victim"], d["predicted_victim"]):
+            assert who is None or set(who) == {"pid", "name"}
+        for c in d["candidates"]:
+            assert {"rank", "pid", "name", "points", "eligible", "oom_score_adj"} <= set(c)

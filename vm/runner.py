@@ -1,0 +1,143 @@
+"""The VM backend: boot a chosen kernel in QEMU and run scenarios in it with the shared engine.
+
+Scenarios that leave the guest healthy share one boot (grouped by the VM shape they need:
+memory, NUMA nodes, swap).  A scenario that panics the guest (``vm.panic_on_oom``) gets a boot
+of its own; a guest that panics or hangs unexpectedly is reported with its console tail, killed,
+and the next scenario gets a fresh boot.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from harness.analysis import Context, analyze_all
+from harness.errors import HarnessError
+from harness.parser import parse_text
+from harness.scenario import Scenario
+
+from .kernels import KernelError, get_kernel
+from .machine import GuestError, GuestPanic, GuestVM
+
+MARK = "@@OOMH-RECORD@@ "
+GUEST_DIR = "/tmp/oomh-scenarios"
+
+
+def vm_shape(sc: Scenario) -> tuple[int, int, int, int]:
+    v = sc.vm
+    return (int(v.get("mem_mb", 512)), int(v.get("numa_nodes", 1)), int(v.get("swap_mb", 0)), int(v.get("smp", 1)))
+
+
+class VmRunner:
+    def __init__(self, kernel: str, accel: str = "auto") -> None:
+        self.kernel_arg = kernel
+        self.label = kernel if "/" not in kernel else "custom"
+        self.accel = accel
+        print(f"resolving kernel {kernel} ...", file=sys.stderr, flush=True)
+        try:
+            self.kernel = get_kernel(kernel)
+        except KernelError as e:
+            raise HarnessError(str(e)) from None
+        self.boots: list[dict[str, Any]] = []
+
+    def env(self) -> dict[str, Any]:
+        return {"kernel": self.kernel.release, "kernel_series": self.kernel.series, "cgroup_version": 2,
+                "vm": True, "accel_requested": self.accel}
+
+    def close(self) -> None:
+        pass
+
+    def run(self, scenarios: list[Scenario], prog: Any) -> Iterator[tuple[Scenario, dict[str, Any]]]:
+        groups: dict[tuple[int, int, int, int], list[Scenario]] = {}
+        for sc in scenarios:
+            groups.setdefault(vm_shape(sc), []).append(sc)
+        for shape, scs in groups.items():
+            healthy = [s for s in scs if s.expect_outcome != "panic"]
+            panics = [s for s in scs if s.expect_outcome == "panic"]
+            queue = list(healthy)
+            while queue:
+                yield from self._boot_and_run(shape, queue, prog)
+            for sc in panics:
+                yield from self._boot_and_run(shape, [sc], prog)
+
+    def _boot_and_run(self, shape: tuple[int, int, int, int], queue: list[Scenario],
+                      prog: Any) -> Iterator[tuple[Scenario, dict[str, Any]]]:
+        mem, numa, swap, smp = shape
+        t0 = time.monotonic()
+        try:
+            vm = GuestVM(self.kernel, mem_mb=mem, numa_nodes=numa, swap_mb=swap, smp=smp, accel=self.accel)
+            vm.__enter__()
+        except GuestError as e:
+            sc = queue.pop(0)
+            yield sc, self._error(sc, f"guest failed to boot: {e}", getattr(e, "console_tail", ""))
+            return
+        self.boots.append({"shape": shape, "boot_s": round(time.monotonic() - t0, 3), "accel": vm.accel_used})
+        print(f"  booted {self.kernel.release} ({vm.accel_used}, {mem} MiB, {numa} node(s), swap {swap} MiB) "
+              f"in {vm.boot_seconds:.2f}s", file=sys.stderr, flush=True)
+        try:
+            vm.exec(["mkdir", "-p", GUEST_DIR], 10)
+            while queue:
+                sc = queue.pop(0)
+                prog.start(sc.name)
+                rec = self._run_one(vm, sc)
+                rec.setdefault("vm", {})["boot_s"] = round(vm.boot_seconds, 3)
+                rec["vm"]["accel"] = vm.accel_used
+                yield sc, rec
+                if rec.get("guest_lost"):
+                    return  # the next scenario needs a fresh boot
+        finally:
+            vm.__exit__(None, None, None)
+
+    def _run_one(self, vm: GuestVM, sc: Scenario) -> dict[str, Any]:
+        with open(sc.path, "rb") as f:
+            data = f.read()
+        gpath = f"{GUEST_DIR}/{sc.name}.toml"
+        vm.write_file(gpath, data)
+        t0 = time.monotonic()
+        try:
+            r = vm.exec(["python3", "-m", "harness.guest", gpath], timeout=sc.timeout_s + 60, oom_score_adj=-1000)
+        except GuestPanic as e:
+            console = vm.console_text() if hasattr(vm, "console_text") else e.console_tail
+            return self._from_console(sc, console, time.monotonic() - t0)
+        except GuestError as e:
+            rec = self._error(sc, f"guest hung or died: {e}", e.console_tail)
+            rec["guest_lost"] = True
+            return rec
+        for line in r.stdout.splitlines():
+            if line.startswith(MARK):
+                rec = json.loads(line[len(MARK):])
+                rec["kernel_label"] = self.label
+                return rec
+        return self._error(sc, f"no result from the guest (rc {r.rc}): {r.stderr.strip()[-300:]}", "")
+
+    def _error(self, sc: Scenario, reason: str, console_tail: str) -> dict[str, Any]:
+        return {"scenario": sc.name, "backend": "vm", "kernel": self.kernel.release, "kernel_label": self.label,
+                "verdict": "error", "as_expected": False, "outcome": "error", "reason": reason,
+                "console_tail": console_tail, "guest_lost": True}
+
+    def _from_console(self, sc: Scenario, console: str, seconds: float) -> dict[str, Any]:
+        """The guest panicked: judge the scenario from the serial console's kernel messages."""
+        events = parse_text(console)
+        docs = [a.to_dict() for a in analyze_all(events, Context())]
+        panicked = any(d.get("panic") for d in docs) or "Kernel panic" in console
+        oom_panic = any(d["verdict"] == "no-victim" and "panic_on_oom" in d["reason"] for d in docs)
+        rec: dict[str, Any] = {
+            "scenario": sc.name, "backend": "vm", "kernel": self.kernel.release, "kernel_label": self.label,
+            "expected": {"outcome": sc.expect_outcome, "victim": sc.expect_victim}, "events": docs,
+            "kernel_log": console, "duration_s": round(seconds, 3), "guest_lost": True,
+            "console_tail": "\n".join(console.splitlines()[-40:]),
+        }
+        if sc.expect_outcome == "panic":
+            ok = panicked and oom_panic
+            rec.update(outcome="panic", verdict="no-victim" if oom_panic else "error", as_expected=ok,
+                       reason=(docs[0]["reason"] if oom_panic else "the guest panicked, but not through panic_on_oom"
+                               if panicked else "no panic seen"))
+            rec["predicted_victim"] = docs[0].get("predicted_victim") if docs else None
+        else:
+            rec.update(outcome="error", verdict="error", as_expected=False,
+                       reason="the guest panicked unexpectedly: " + next(
+                           (ln for ln in console.splitlines() if "Kernel panic" in ln), "see console_tail"))
+        return rec
