@@ -219,19 +219,45 @@ def _set_cpuset(sb: Sandbox, mems: str) -> None:
         f.write(mems)
 
 
-def _start(wl: Workload, sb: Sandbox, opts: EngineOptions, tmpdir: str) -> _Proc:
+class Launcher:
+    """How a backend makes the sandbox and starts workloads in it.
+
+    The default runs workloads on this machine in cgroups below the harness's own.  The Docker
+    backend subclasses it: the container's memcg is the sandbox and workloads start with
+    ``docker exec``; everything else (ready, snapshot, trigger, wait, judge) stays shared.
+    """
+
+    name = "host"
+    hog = HOG
+
+    def sandbox(self, sc: Scenario, opts: EngineOptions) -> tuple[Sandbox, dict[str, Sandbox]]:
+        return _make_cgroups(sc, opts)
+
+    def popen(self, wl: Workload, spec: dict[str, Any], sb: Sandbox, opts: EngineOptions) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [opts.python or _hog_python(), "-I", "-S", self.hog, json.dumps(spec)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_preexec(sb.procs_file(), wl.oom_score_adj, wl.uid, wl.gid),
+            close_fds=True,
+        )
+
+    def host_pids(self, reported: list[int], sb: Sandbox) -> list[int]:
+        """Map the pids a workload reported (its own pid namespace) to this machine's pids."""
+        return reported
+
+    def release(self, root: Sandbox) -> None:
+        root.destroy()
+
+
+def _start(wl: Workload, sb: Sandbox, opts: EngineOptions, tmpdir: str, launcher: Launcher) -> _Proc:
     spec = wl.spec()
     spec["comm"] = wl.name
+    spec["oom_score_adj"] = wl.oom_score_adj
     if wl.kind == "file":
         spec["path"] = os.path.join(tmpdir, f"{wl.name}.data")
-    p = subprocess.Popen(
-        [opts.python or _hog_python(), "-I", "-S", HOG, json.dumps(spec)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        preexec_fn=_preexec(sb.procs_file(), wl.oom_score_adj, wl.uid, wl.gid),
-        close_fds=True,
-    )
+    p = launcher.popen(wl, spec, sb, opts)
     assert p.stdout is not None
     os.set_blocking(p.stdout.fileno(), False)
     return _Proc(wl, p, [p.pid])
@@ -274,23 +300,23 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def run_scenario(sc: Scenario, opts: EngineOptions | None = None) -> dict[str, Any]:
+def run_scenario(sc: Scenario, opts: EngineOptions | None = None, launcher: Launcher | None = None) -> dict[str, Any]:
     """Run *sc* for real and return its verdict record (see README, "Results").
 
     If the kernel suppressed the report (ratelimit; other OOMs on the machine count too), the
     scenario is run once more after the ratelimit window, and the record says so.
     """
-    rec = _run_once(sc, opts)
+    rec = _run_once(sc, opts, launcher or Launcher())
     if rec.get("report_suppressed"):
         time.sleep(OOM_REPORT_INTERVAL_S + 0.3)
         _recent_triggers.clear()
         first_reason = rec.get("reason", "")
-        rec = _run_once(sc, opts)
+        rec = _run_once(sc, opts, launcher or Launcher())
         rec["retried"] = "the first run's report was suppressed by the kernel's ratelimit: " + first_reason[:200]
     return rec
 
 
-def _run_once(sc: Scenario, opts: EngineOptions | None = None) -> dict[str, Any]:
+def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> dict[str, Any]:
     opts = opts or EngineOptions()
     _ensure_safe(sc, opts)
     t0 = time.monotonic()
@@ -324,7 +350,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None = None) -> dict[str, Any]
     old_sysctl: dict[str, str] = {}
     try:
         old_sysctl = _apply_sysctl(sc.sysctl)
-        root, cgs = _make_cgroups(sc, opts)
+        root, cgs = launcher.sandbox(sc, opts)
         rec["cgroup"] = root.rel
         import tempfile
 
@@ -335,13 +361,15 @@ def _run_once(sc: Scenario, opts: EngineOptions | None = None) -> dict[str, Any]
         for wl in sc.workloads:
             if wl.start_delay_s:
                 time.sleep(wl.start_delay_s)
-            pr = _start(wl, cgs[wl.cgroup], opts, tmpdir)
+            pr = _start(wl, cgs[wl.cgroup], opts, tmpdir, launcher)
             procs[pr.popen.pid] = pr
             sel.register(pr.popen.stdout, selectors.EVENT_READ, pr)  # type: ignore[arg-type]
             if wl.start_delay_s or wl.kind in ("fork", "many"):
                 _wait_ready(sel, procs, [pr], sc.timeout_s)  # keep fork order = scan order
         _wait_ready(sel, procs, list(procs.values()), sc.timeout_s)
         timings["fill"] = time.monotonic() - t1
+        for pr in procs.values():
+            pr.pids = launcher.host_pids(pr.pids, cgs[pr.wl.cgroup])
         pid_map = {pid: pr.wl.name for pr in procs.values() for pid in pr.pids}
         snap = snapshot(pid_map)
         pre_kills = root.oom_kills()
@@ -381,7 +409,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None = None) -> dict[str, Any]
                     pr.popen.stdin.close()
         if root is not None:
             try:
-                root.destroy()
+                launcher.release(root)
             except HarnessError as e:
                 rec.setdefault("cleanup_error", str(e))
         for pr in procs.values():

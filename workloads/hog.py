@@ -64,7 +64,7 @@ def _shmem(n: int) -> None:
     done = 0
     while done < n:
         k = min(STEP, n - done)
-        m[done:done + k] = b"\1" * k
+        m[done : done + k] = b"\1" * k
         done += k
     _maps.append(m)
 
@@ -174,6 +174,12 @@ def main() -> int:
     kind = spec.get("kind", "anon")
     if spec.get("comm"):
         _set_comm(spec["comm"])
+    if "oom_score_adj" in spec:  # already set by the harness on the host; a container sets its own
+        try:
+            with open("/proc/self/oom_score_adj", "w") as f:
+                f.write(str(spec["oom_score_adj"]))
+        except OSError:
+            pass
     if spec.get("mempolicy"):
         _set_mempolicy(spec["mempolicy"])
     size = int(spec.get("size", 0))
