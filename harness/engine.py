@@ -632,8 +632,12 @@ def _judge(
                 ),
             )
         if len(docs) > 1 or len(primary) > 1:
-            ok = False
             extra = primary[1:]
+            out["second_victims"] = [pid_map.get(k["pid"], k["name"]) for k in extra]
+            if sc.second_victim_ok:
+                reasons.append(f"the second kill is declared possible by the scenario: {sc.second_victim_ok}")
+            else:
+                ok = False
             reasons.insert(
                 0,
                 "second victim: the kernel killed again: "

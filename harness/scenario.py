@@ -109,6 +109,7 @@ class Scenario:
     vm: dict[str, Any] = field(default_factory=dict)  # swap_mb, numa_nodes, mem_mb, sysctl
     sysctl: dict[str, str] = field(default_factory=dict)
     flaky: str | None = None  # declared reason, if the kernel's choice is legitimately unstable
+    second_victim_ok: str | None = None  # declared reason why a second kill may legitimately follow
     requires: list[str] = field(default_factory=list)  # cgroup2 | numa | swap
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -300,6 +301,9 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
     if not isinstance(requires, list) or not set(requires) <= REQUIREMENTS:
         raise c.fail(f"requires must be a list drawn from {sorted(REQUIREMENTS)}", "requires")
     exp = d.get("expect", {})
+    for k in exp:
+        if k not in ("outcome", "victim", "second_victim_ok"):
+            raise c.fail(f"unknown key {k!r} in [expect] (allowed: outcome, victim, second_victim_ok)", k, "expect")
     outcome = exp.get("outcome", "kill")
     if outcome not in OUTCOMES:
         raise c.fail(f"expect.outcome must be one of {sorted(OUTCOMES)}", "outcome", "expect")
