@@ -244,16 +244,14 @@ class Sandbox:
         return out
 
     def oom_kills(self) -> int:
-        """Kernel's count of OOM kills in this cgroup (v2 memory.events, v1 memory.oom_control)."""
-        fname = "memory.events" if self.layout.version == 2 else "memory.oom_control"
-        try:
-            for line in _read(os.path.join(self.path, fname)).splitlines():
-                k, _, v = line.partition(" ")
-                if k == "oom_kill":
-                    return int(v)
-        except OSError:
-            pass
-        return 0
+        """Kernel's count of OOM kills in this cgroup and below.
+
+        v2 ``memory.events`` is hierarchical; v1 ``memory.oom_control`` counts only the victim's
+        own memcg, so the counts of every descendant are added up.
+        """
+        if self.layout.version == 2:
+            return _counter(os.path.join(self.path, "memory.events"), "oom_kill")
+        return sum(_counter(os.path.join(d, "memory.oom_control"), "oom_kill") for d, _, _ in os.walk(self.path))
 
     def swappiness(self) -> int | None:
         p = os.path.join(self.path, "memory.swappiness")
@@ -303,6 +301,17 @@ def kill_cgroup_tree(path: str, timeout: float = 5.0) -> None:
                 time.sleep(0.02)
 
 
+def _counter(path: str, key: str) -> int:
+    try:
+        for line in _read(path).splitlines():
+            k, _, v = line.partition(" ")
+            if k == key:
+                return int(v)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 def _enable_v2_controllers(layout: CgroupLayout) -> None:
     """Make +memory available to our children (v2 "no internal processes" rule permitting)."""
     sc = os.path.join(layout.own_dir, "cgroup.subtree_control")
@@ -343,7 +352,7 @@ def sweep_stale(layout: CgroupLayout | None = None) -> list[str]:
         if not m:
             continue
         pid = int(m.group(1))
-        if pid != os.getpid() and _alive(pid):
+        if pid == os.getpid() or _alive(pid):
             continue
         p = os.path.join(layout.own_dir, n)
         try:

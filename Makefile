@@ -1,0 +1,36 @@
+# oom-harness: one command to set up, one to test.  Targets run as root (cgroups, /dev/kmsg, QEMU).
+PY      ?= .venv/bin/python
+KERNEL  ?= 6.12
+PYTEST  ?= $(PY) -m pytest
+
+.PHONY: setup test test-unit test-host test-in-vm catalogue bench lint clean-debris
+
+setup:            ## system packages + .venv with the harness and its dev tools
+	./scripts/setup.sh
+
+test:             ## everything: unit, host OOMs, VM boots and the VM catalogue on $(KERNEL), Docker
+	$(PYTEST) -q
+
+test-unit:        ## parser, model, analysis, formats: no root needed
+	$(PYTEST) -q -m "not root and not vm and not docker"
+
+test-host:        ## genuine memcg OOM kills on this machine
+	$(PYTEST) -q -m root
+
+test-in-vm:       ## the VM catalogue on KERNEL (default 6.12), for real under QEMU
+	$(PY) -m harness run --backend vm --kernel $(KERNEL)
+
+catalogue:        ## the host catalogue on this machine's kernel
+	$(PY) -m harness run --backend host
+
+bench:            ## benchmarks; figures printed and saved under results/bench/
+	$(PY) bench/bench_parser.py
+	$(PY) bench/bench_model.py
+	$(PY) bench/bench_host.py
+	$(PY) bench/bench_vm_boot.py -n 5
+
+lint:
+	$(PY) -m ruff check .
+
+clean-debris:     ## remove cgroups/VMs left by a killed run
+	$(PY) -m harness cleanup

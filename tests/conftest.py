@@ -1,0 +1,66 @@
+"""Shared fixtures: real-system prerequisites (skipped with the reason printed) and debris checks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _host_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (cgroups, /dev/kmsg)"
+    try:
+        from harness.sandbox import detect_layout
+
+        detect_layout()
+    except Exception as e:  # noqa: BLE001
+        return f"no usable memory cgroup: {e}"
+    if not os.access("/dev/kmsg", os.R_OK):
+        return "cannot read /dev/kmsg"
+    return None
+
+
+@pytest.fixture
+def host() -> None:
+    """Skip (with the reason) unless genuine memcg OOMs can be provoked here."""
+    why = _host_problem()
+    if why:
+        pytest.skip(why)
+
+
+def oomh_cgroups() -> list[str]:
+    from harness.sandbox import PREFIX, detect_layout
+
+    try:
+        lay = detect_layout()
+    except Exception:  # noqa: BLE001
+        return []
+    try:
+        return [n for n in os.listdir(lay.own_dir) if n.startswith(PREFIX)]
+    except OSError:
+        return []
+
+
+def hog_processes() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "workloads/hog.py"], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if "pgrep" not in ln]
+
+
+@pytest.fixture
+def no_debris():
+    """Assert the test left no sandbox cgroup and no workload process behind."""
+    before = set(oomh_cgroups())
+    yield
+    left = set(oomh_cgroups()) - before
+    assert not left, f"cgroups left behind: {left}"
+    assert not hog_processes(), f"workload processes left behind: {hog_processes()}"
+
+
+def run_cli(*args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout, **kw)
