@@ -330,6 +330,7 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
         sysctl={k: str(v) for k, v in d.get("sysctl", {}).items()},
         flaky=d.get("flaky"),
         requires=requires,
+        second_victim_ok=exp.get("second_victim_ok"),
         raw=d,
     )
 
