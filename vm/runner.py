@@ -33,6 +33,11 @@ def vm_shape(sc: Scenario) -> tuple[int, int, int, int]:
 
 class VmRunner:
     def __init__(self, kernel: str, accel: str = "auto") -> None:
+        import shutil
+
+        if shutil.which("qemu-system-x86_64") is None:
+            raise HarnessError("qemu-system-x86_64 not found: install it (apt-get install qemu-system-x86, "
+                               "or make setup)")
         self.kernel_arg = kernel
         self.label = kernel if "/" not in kernel else "custom"
         self.accel = accel
