@@ -1,0 +1,175 @@
+"""The Docker backend, for real: genuine memcg OOM kills of processes inside containers.
+
+Uses the engine that answers (``DOCKER_HOST`` / the default socket) or starts a throw-away
+``dockerd`` (root, ``apt-get install docker.io``); skipped with the reason when neither is
+possible.  Every test checks that no container, daemon, cgroup or temp dir is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from conftest import ROOT, _host_problem, run_cli
+
+from harness.docker_backend import DAEMON_DIR_PREFIX, _cgroup_mounts, _pids_mentioning, cross_check, sweep_stale
+from harness.errors import HarnessError
+from harness.scenario import resolve
+
+GLOBAL = ("/etc/docker/key.json", "/run/containerd", "/var/lib/docker", "/var/lib/containerd", "/run/docker")
+
+
+class _Prog:
+    def start(self, name: str) -> None:
+        pass
+
+
+def _own() -> str:
+    from harness.sandbox import detect_layout
+
+    return detect_layout().own
+
+
+def _debris(pid: int) -> list[str]:
+    """Everything a harness process *pid* may have left: cgroups, daemon dirs, daemon processes."""
+    left = []
+    own = _own()
+    for mount in _cgroup_mounts():
+        p = os.path.join(mount, own.lstrip("/"), f"oomh-{pid}-docker")
+        if os.path.exists(p):
+            left.append(p)
+    tmp = tempfile.gettempdir()
+    for n in os.listdir(tmp):
+        if n.startswith(f"{DAEMON_DIR_PREFIX}{pid}-"):
+            left.append(os.path.join(tmp, n))
+            left += [f"process {q}" for q in _pids_mentioning(os.path.join(tmp, n))]
+    for q in _pids_mentioning(f"{DAEMON_DIR_PREFIX}{pid}-"):
+        left.append(f"process {q}")
+    with open("/proc/self/mountinfo") as f:
+        left += ["mount " + ln.split()[4] for ln in f if f"{DAEMON_DIR_PREFIX}{pid}-" in ln]
+    return sorted(set(left))
+
+
+@pytest.fixture(scope="module")
+def docker_runner():
+    why = _host_problem()
+    if why:
+        pytest.skip(why)
+    from harness.docker_backend import DockerRunner
+
+    before = {p: os.path.lexists(p) for p in GLOBAL}
+    try:
+        runner = DockerRunner()
+    except HarnessError as e:
+        pytest.skip(f"no Docker engine: {e}")
+    try:
+        yield runner
+    finally:
+        runner.close()
+    assert not _debris(os.getpid()), _debris(os.getpid())
+    if runner.engine.daemon is not None:
+        created = [p for p, existed in before.items() if not existed and os.path.lexists(p)]
+        assert not created, f"the throw-away dockerd left {created}"
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("name", ["single-hog", "larger-of-two", "adj-positive"])
+def test_oom_kill_in_container(docker_runner, name):
+    (sc,) = resolve([name], "docker")
+    ((_, rec),) = list(docker_runner.run([sc], _Prog()))
+    assert rec["as_expected"] is True, f"{rec['verdict']}: {rec['reason']}"
+    assert rec["verdict"] == "match"
+    assert rec["observed_victim"]["workload"] == sc.expect_victim
+    # the three signals agree: kernel report for the container's memcg, Docker, the harness
+    assert rec["signals"] == {"kernel_log": True, "docker_oomkilled": True, "harness": True}
+    assert rec["docker"]["OOMKilled"] is True
+    assert rec["docker"]["exec_exit_codes"][sc.expect_victim] == 137
+    assert f"oom_memcg={rec['cgroup']}" in rec["kernel_log"]
+    assert rec["oom_kill_counter"] >= 1
+    assert rec["oom_score_check"]["agree"], rec["oom_score_check"]
+    # the container is gone, and so is its cgroup
+    assert not os.path.exists(os.path.join("/sys/fs/cgroup/memory", rec["cgroup"].lstrip("/")))
+    assert not docker_runner.engine.client.containers.list(all=True, filters={"id": rec["docker"]["container"]})
+
+
+@pytest.mark.docker
+def test_page_cache_no_oom_in_container(docker_runner):
+    (sc,) = resolve(["page-cache-no-oom"], "docker")
+    ((_, rec),) = list(docker_runner.run([sc], _Prog()))
+    assert rec["as_expected"] is True, rec["reason"]
+    assert rec["signals"] == {"kernel_log": False, "docker_oomkilled": False, "harness": False}
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_cli_run_backend_docker(tmp_path):
+    why = _host_problem()
+    if why:
+        pytest.skip(why)
+    p = run_cli("run", "--backend", "docker", "single-hog", "--results", str(tmp_path), "--json", timeout=240)
+    if p.returncode == 2 and "Docker engine" in p.stderr:
+        pytest.skip(p.stderr.strip().splitlines()[-1])
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    assert '"as_expected": true' in p.stdout
+
+
+@pytest.mark.docker
+@pytest.mark.slow
+def test_sigkilled_harness_leaves_nothing_after_sweep():
+    """A harness killed with SIGKILL: its dockerd follows (PDEATHSIG), sweep_stale removes the rest."""
+    why = _host_problem()
+    if why:
+        pytest.skip(why)
+    code = (
+        "import sys, time\n"
+        "from harness.docker_backend import DockerRunner\n"
+        "from harness.errors import HarnessError\n"
+        "try:\n    r = DockerRunner()\n"
+        "except HarnessError as e:\n    print('SKIP', e, flush=True); sys.exit(0)\n"
+        "if r.engine.daemon is None:\n    print('SKIP existing engine', flush=True); sys.exit(0)\n"
+        "r.engine.client.containers.run(r.image, ['/bin/sleep', 'infinity'], detach=True, network_mode='none')\n"
+        "print('READY', flush=True)\ntime.sleep(300)\n"
+    )
+    p = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        line = p.stdout.readline()
+        if line.startswith("SKIP"):
+            pytest.skip(line.strip())
+        assert line.startswith("READY"), line
+        assert _debris(p.pid), "the daemon should be running"
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _pids_mentioning(f"{DAEMON_DIR_PREFIX}{p.pid}-"):
+        time.sleep(0.2)
+    assert not _pids_mentioning(f"{DAEMON_DIR_PREFIX}{p.pid}-"), "dockerd outlived its harness"
+    removed = sweep_stale()
+    assert any(f"{DAEMON_DIR_PREFIX}{p.pid}-" in r for r in removed), removed
+    assert not _debris(p.pid), _debris(p.pid)
+
+
+def test_cross_check_disagreement_fails_the_row():
+    rec = {
+        "verdict": "match",
+        "outcome": "kill",
+        "as_expected": True,
+        "reason": "highest points",
+        "cgroup": "/a/docker/abc",
+        "kernel_log": "6,1,2,-;oom-kill:constraint=CONSTRAINT_MEMCG,oom_memcg=/a/docker/abc,task_memcg=/a/docker/abc\n",
+    }
+    cross_check(rec, {"OOMKilled": False, "ExitCode": 143, "container": "abc"})
+    assert rec["as_expected"] is False
+    assert "signals disagree" in rec["reason"] and rec["signals"]["docker_oomkilled"] is False
+    ok = dict(rec, as_expected=True, reason="x")
+    cross_check(ok, {"OOMKilled": True, "ExitCode": 143, "container": "abc"})
+    assert ok["as_expected"] is True
+    assert ok["signals"] == {"kernel_log": True, "docker_oomkilled": True, "harness": True}
+    other = dict(rec, as_expected=True, kernel_log="oom_memcg=/a/docker/other\n")
+    cross_check(other, {"OOMKilled": True, "ExitCode": 143, "container": "abc"})
+    assert other["as_expected"] is False and other["signals"]["kernel_log"] is False

@@ -1,0 +1,119 @@
+"""The VM catalogue for real in QEMU on the default kernel (6.12; OOMH_TEST_KERNEL overrides),
+plus guest-side reliability: the kernel-log gap detector and the protected init/agent.
+
+`make test-in-vm` runs the same catalogue through the CLI; this is its pytest form.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+from test_vm_boot import KERNEL, _skip_reason
+
+pytestmark = [pytest.mark.vm, pytest.mark.slow]
+
+
+@pytest.fixture(scope="module")
+def catalogue_run():
+    reason = _skip_reason()
+    if reason:
+        print(f"SKIP: {reason}")
+        pytest.skip(reason)
+    from harness.scenario import catalogue
+    from vm.runner import VmRunner
+
+    class Quiet:
+        def start(self, name: str) -> None:
+            print(f"  vm: {name}", file=sys.stderr)
+
+    runner = VmRunner(KERNEL, accel="auto")
+    scs = catalogue("vm")
+    recs = {sc.name: rec for sc, rec in runner.run(scs, Quiet())}
+    return scs, recs
+
+
+def _names():
+    from harness.scenario import catalogue
+
+    return [s.name for s in catalogue("vm")]
+
+
+@pytest.mark.parametrize("name", _names())
+def test_vm_scenario(catalogue_run, name):
+    scs, recs = catalogue_run
+    rec = recs[name]
+    if rec.get("verdict") == "skipped":
+        pytest.skip(rec["reason"])
+    assert rec["as_expected"] is True, f"{rec['verdict']}: {rec['reason']}\n{rec.get('console_tail', '')}"
+    sc = next(s for s in scs if s.name == name)
+    if sc.expect_outcome == "kill":
+        assert rec["verdict"] == "match"
+        assert rec["events"] and rec["events"][0]["complete"], rec["events"][:1]
+    if sc.expect_outcome == "panic":
+        assert "panic_on_oom" in rec["reason"]
+    if name == "cpuset-node1":
+        assert rec["events"][0]["constraint"] == "CONSTRAINT_CPUSET"
+    if name == "mempolicy-bind":
+        assert rec["events"][0]["constraint"] == "CONSTRAINT_MEMORY_POLICY"
+    if name in ("global-noswap", "global-swap", "allocating-task"):
+        assert rec["events"][0]["kind"] == "global"
+    if name == "oom-group":
+        assert rec["outcome"] == "group-kill"
+
+
+GUEST_GAP = r"""
+import json, os
+from harness.kmsg import KmsgCursor
+with open("/proc/sys/kernel/printk_devkmsg", "w") as f:  # user writes are ratelimited by default
+    f.write("on\n")
+c = KmsgCursor()
+fd = os.open("/dev/kmsg", os.O_WRONLY)
+for i in range(4000):           # far more than the ring buffer holds
+    os.write(fd, b"oomh-flood %06d ................................................................\n" % i)
+os.close(fd)
+lines = c.read_new()
+print(json.dumps({"gaps": c.gaps, "read": len(lines)}))
+"""
+
+
+@pytest.fixture(scope="module")
+def guest():
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from vm.kernels import get_kernel
+    from vm.machine import GuestVM
+
+    with GuestVM(get_kernel(KERNEL)) as vm:
+        yield vm
+
+
+def test_kmsg_gap_is_noticed(guest):
+    """A flood that overwrites unread records must be counted as a gap, never silently skipped."""
+    r = guest.exec(["python3", "-c", GUEST_GAP], timeout=120)
+    assert r.rc == 0, r.stderr
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["gaps"] >= 1, out
+
+
+def test_guest_init_and_harness_are_protected(guest):
+    r = guest.exec(["cat", "/proc/1/oom_score_adj"], timeout=10)
+    assert r.stdout.strip() == "-1000"
+    r = guest.exec(["python3", "-c", "from harness.engine import protect_self; print(protect_self(), "
+                    "open('/proc/self/oom_score_adj').read().strip())"], timeout=30)
+    assert r.stdout.split() == ["True", "-1000"], r.stdout + r.stderr
+
+
+def test_console_flood_is_bounded(guest):
+    """A command that floods its output is stopped at its bound and the guest stays usable."""
+    r = guest.exec(["sh", "-c", "while :; do echo flooding-the-console; done"], timeout=3)
+    assert r.timed_out
+    assert guest.exec(["true"], timeout=10).rc == 0
+
+
+@pytest.mark.skipif(os.environ.get("OOMH_TEST_KERNEL") is not None, reason="fixed default kernel only")
+def test_default_kernel_is_612():
+    assert KERNEL == "6.12"
