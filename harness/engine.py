@@ -89,9 +89,12 @@ OOM_REPORT_INTERVAL_S = 5.0
 _recent_triggers: list[float] = []
 
 
-def _pace_for_ratelimit() -> None:
-    """Wait so this trigger's report cannot be suppressed by the kernel's OOM-report ratelimit."""
+def _pace_for_ratelimit() -> float:
+    """Wait so this trigger's report cannot be suppressed by the kernel's OOM-report ratelimit.
+
+    Returns the seconds waited (reported apart from the scenario's own time)."""
     now = time.monotonic()
+    waited = 0.0
     window = OOM_REPORT_INTERVAL_S + 0.3
     while _recent_triggers and now - _recent_triggers[0] > window:
         _recent_triggers.pop(0)
@@ -105,8 +108,10 @@ def _pace_for_ratelimit() -> None:
                 flush=True,
             )
             time.sleep(wait)
+            waited = wait
         _recent_triggers.clear()
     _recent_triggers.append(time.monotonic())
+    return waited
 
 
 def warm_up(python: str = "") -> None:
@@ -377,7 +382,9 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
         t2 = time.monotonic()
         growers = [pr for pr in procs.values() if pr.wl.grow is not None]
         if sc.expect_outcome != "no-oom":
-            _pace_for_ratelimit()
+            paced = _pace_for_ratelimit()
+            if paced:
+                rec["ratelimit_wait_s"] = round(paced, 3)
             t2 = time.monotonic()
         for pr in growers:
             _send(pr, "go")
@@ -427,7 +434,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
             shutil.rmtree(tmpdir, ignore_errors=True)
         _apply_sysctl(old_sysctl)
     rec["timings"] = {k: round(v, 4) for k, v in timings.items()}
-    rec["duration_s"] = round(time.monotonic() - t0, 4)
+    rec["duration_s"] = round(time.monotonic() - t0 - rec.get("ratelimit_wait_s", 0), 4)
     return rec
 
 
