@@ -255,6 +255,12 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 
     removed = sweep_stale()
     try:
+        from .docker_backend import sweep_stale as sweep_docker
+
+        removed += sweep_docker()
+    except ImportError:
+        pass
+    try:
         from vm.machine import sweep_stale_vms  # type: ignore[attr-defined]
 
         removed += sweep_stale_vms()

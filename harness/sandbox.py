@@ -121,6 +121,7 @@ class Sandbox:
         if memory_max is None and not allow_unlimited:
             raise HarnessError(f"scenario {name}: refusing to run a host workload without a memory limit")
         layout = layout or detect_layout()
+        hold_liveness_lock()
         base = layout.own_dir
         if layout.version == 2:
             _enable_v2_controllers(layout)
@@ -363,7 +364,62 @@ def sweep_stale(layout: CgroupLayout | None = None) -> list[str]:
     return removed
 
 
+LOCK_DIR = "/run/oom-harness" if os.path.isdir("/run") else "/tmp/oom-harness"
+_lock_fd: int | None = None
+
+
+def hold_liveness_lock() -> None:
+    """Hold ``<LOCK_DIR>/<pid>.lock`` for this process's lifetime.
+
+    A later run tells a live harness from a dead one by trying the lock, instead of guessing
+    from a (possibly recycled) pid's command line.
+    """
+    global _lock_fd
+    if _lock_fd is not None:
+        return
+    import atexit
+    import fcntl
+
+    try:
+        os.makedirs(LOCK_DIR, exist_ok=True)
+        path = os.path.join(LOCK_DIR, f"{os.getpid()}.lock")
+        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return
+    _lock_fd = fd
+
+    def _drop() -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+    atexit.register(_drop)
+
+
+def _lock_state(pid: int) -> bool | None:
+    """True: its harness holds the lock (alive); False: the lock is free (dead); None: no lock."""
+    import fcntl
+
+    path = os.path.join(LOCK_DIR, f"{pid}.lock")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    return False
+
+
 def _alive(pid: int) -> bool:
+    state = _lock_state(pid)
+    if state is not None:
+        return state
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

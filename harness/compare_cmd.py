@@ -1,0 +1,190 @@
+"""``oom-harness compare`` (run scenarios on several kernels, then compare) and ``oom-harness report``.
+
+``compare --kernels host,5.10,6.1,6.12,7.2`` runs the scenarios once per kernel label, exactly as
+``run`` does (``host`` on this machine's kernel, any other label in a QEMU guest booting that Debian
+kernel series), each into its own ``results/<run-id>/``, then builds the comparison report from
+those runs.  ``report RUN...`` rebuilds the same report from saved run folders without running
+anything.
+
+Exit codes: 0 when the comparison was built (kernels that differ are findings, not failures),
+2 on bad input (unknown kernel label, unknown scenario, no runs), 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import time
+from typing import Any
+
+from .errors import HarnessError
+
+SERIES_RE = re.compile(r"\d+\.\d+")
+
+
+def parse_kernels(spec: str) -> list[str]:
+    """``host,5.10,6.1`` -> labels, checked before anything runs (one-line error on a bad label)."""
+    labels = list(dict.fromkeys(k.strip() for k in spec.split(",") if k.strip()))
+    if not labels:
+        raise HarnessError("--kernels is empty: give labels like host,5.10,6.1,6.12,7.2")
+    known = _known_series()
+    for k in labels:
+        if k == "host" or (SERIES_RE.fullmatch(k) and (not known or k in known)) or os.path.isfile(k):
+            continue
+        hint = ", ".join(["host", *sorted(known, key=_ver)]) if known else "host or a series like 6.12"
+        raise HarnessError(f"unknown kernel label {k!r}: expected {hint} (or a kernel image path)")
+    return labels
+
+
+def _ver(s: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in s.split(".") if x.isdigit())
+
+
+def _known_series() -> set[str]:
+    """The tested series plus any cached one; empty when the VM layer is missing (then any X.Y passes)."""
+    try:
+        from vm.kernels import KNOWN_SERIES, cached_kernels
+    except ImportError:
+        return set()
+    known = set(KNOWN_SERIES)
+    try:
+        known.update(k.series for k in cached_kernels() if k.series)
+    except Exception:  # noqa: BLE001 - a broken cache must not stop the label check
+        pass
+    return known
+
+
+def _label_backend(label: str) -> str:
+    return "host" if label == "host" else "vm"
+
+
+def plan(labels: list[str], names: list[str]) -> tuple[dict[str, list[Any]], list[str]]:
+    """Scenarios per kernel label, and notes on what was left out (scenario does not run on that backend)."""
+    from .scenario import resolve
+
+    notes: list[str] = []
+    per: dict[str, list[Any]] = {}
+    chosen = resolve(names, None)
+    for label in labels:
+        backend = _label_backend(label)
+        ok = [s for s in chosen if backend in s.backends]
+        left = [s.name for s in chosen if backend not in s.backends]
+        if left:
+            notes.append(f"{label}: left out {', '.join(left)} (not for the {backend} backend)")
+        if not ok:
+            notes.append(f"{label}: no scenario to run on the {backend} backend; kernel skipped")
+            continue
+        per[label] = ok
+    return per, notes
+
+
+def _run_one(label: str, scenarios: list[Any], args: argparse.Namespace) -> str:
+    """Run *scenarios* on one kernel label into a new run folder, like ``oom-harness run``; returns the folder."""
+    from .commands import Progress, _runner, _sigterm_as_interrupt
+    from .results import RunRecorder
+
+    ns = argparse.Namespace(backend=_label_backend(label), kernel=None if label == "host" else label,
+                            accel=args.accel)
+    runner = _runner(ns)
+    with _sigterm_as_interrupt():
+        rec = RunRecorder(args.results, backend=ns.backend, kernel_label=runner.label, env=runner.env())
+        status = "interrupted"
+        try:
+            prog = Progress(len(scenarios) * args.repeat, runner.label)
+            for _sc, record in runner.run(scenarios * args.repeat, prog):
+                prog.finish(rec.add(record))
+            status = "complete"
+        finally:
+            rec.close(status)
+            runner.close()
+    return rec.dir
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from . import report
+
+    labels = parse_kernels(args.kernels)
+    if args.repeat < 1:
+        raise HarnessError("--repeat must be 1 or more")
+    formats = report.parse_formats(args.format)
+    per, notes = plan(labels, args.scenarios)
+    if not per:
+        raise HarnessError("nothing to run: " + "; ".join(notes))
+    if os.geteuid() != 0:
+        raise HarnessError("oom-harness compare needs root (cgroups, /dev/kmsg, sysctls); try sudo")
+    out = args.out or os.path.join(args.results, f"compare-{time.strftime('%Y%m%d-%H%M%S')}")
+    for n in notes:
+        print(f"note: {n}", file=sys.stderr)
+    dirs: list[str] = []
+    try:
+        for label, scenarios in per.items():
+            print(f"== {label}: {len(scenarios)} scenario(s)", file=sys.stderr, flush=True)
+            try:
+                dirs.append(_run_one(label, scenarios, args))
+            except HarnessError as e:
+                # one kernel that cannot boot (not downloadable, no QEMU) must not lose the others' results
+                notes.append(f"{label}: not run: {e}")
+                print(f"oom-harness: {label}: {e}", file=sys.stderr)
+    except KeyboardInterrupt:
+        if dirs:
+            rep = report.build_report(dirs, out, formats, args.plot_scenario, notes=[*notes, "compare was interrupted"])
+            report.print_files(rep)
+        raise
+    if not dirs:
+        raise HarnessError("no kernel could be run: " + "; ".join(notes))
+    rep = report.build_report(dirs, out, formats, args.plot_scenario, notes=notes)
+    sys.stdout.write(rep.markdown)
+    report.print_files(rep)
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+
+    formats = report.parse_formats(args.format)
+    out = args.out or os.path.join(os.environ.get("OOM_HARNESS_RESULTS", "results"),
+                                   f"report-{time.strftime('%Y%m%d-%H%M%S')}")
+    rep = report.build_report(args.runs, out, formats, args.plot_scenario)
+    sys.stdout.write(rep.markdown)
+    report.print_files(rep)
+    for r in rep.partial_runs:
+        print(f"note: {r.run_id} is a partial run ({r.status_note()})", file=sys.stderr)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    results = os.environ.get("OOM_HARNESS_RESULTS", "results")
+    p = sub.add_parser(
+        "compare",
+        help="run scenarios on several kernels and compare victims, verdicts and report formats",
+        description="Run the scenarios once per kernel label (host = this machine, others = a QEMU guest "
+        "booting that Debian kernel series), then write the comparison (Markdown, HTML, CSV, Parquet, plots). "
+        "Differences between kernels are findings: the exit code is 0 when the comparison was built.",
+    )
+    p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="catalogue names or .toml files (default: all)")
+    p.add_argument("--kernels", required=True, help="comma-separated labels, e.g. host,5.10,6.1,6.12,7.2")
+    p.add_argument("--results", default=results, help="where the runs go (default: %(default)s)")
+    p.add_argument("--out", help="report folder (default: RESULTS/compare-<timestamp>)")
+    p.add_argument("--format", default=",".join(("md", "html", "csv", "parquet")),
+                   help="outputs, comma-separated from md,html,csv,parquet (default: all)")
+    p.add_argument("--plot-scenario", action="append", metavar="NAME",
+                   help="draw the points-per-task plot only for this scenario (repeatable; default: all)")
+    p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="QEMU accelerator")
+    p.add_argument("--repeat", type=int, default=1, help="run every scenario N times per kernel")
+    p.set_defaults(func=_cmd_compare)
+
+    p = sub.add_parser(
+        "report",
+        help="rebuild the kernel comparison from saved run folders (nothing is run)",
+        description="Read results/<run-id> folders (or a folder holding them, like results/) and write the "
+        "comparison. Partial runs (killed, interrupted, still running) are read as far as they got and flagged.",
+    )
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run folders, or folders that hold run folders")
+    p.add_argument("--out", help="report folder (default: RESULTS/report-<timestamp>)")
+    p.add_argument("--format", default=",".join(("md", "html", "csv", "parquet")),
+                   help="outputs, comma-separated from md,html,csv,parquet (default: all)")
+    p.add_argument("--plot-scenario", action="append", metavar="NAME",
+                   help="draw the points-per-task plot only for this scenario (repeatable; default: all)")
+    p.set_defaults(func=_cmd_report)
