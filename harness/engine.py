@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .analysis import Context, analyze_all
-from .eras import era_for_version, parse_version
+from .eras import ERA_BY_LABEL, era_for_version, parse_version
 from .errors import HarnessError
 from .kmsg import KmsgCursor
 from .model import Task, oom_score
@@ -641,6 +641,7 @@ def _judge(
         if len(docs) > 1 or len(primary) > 1:
             extra = primary[1:]
             out["second_victims"] = [pid_map.get(k["pid"], k["name"]) for k in extra]
+            out["second_kill_cause"] = second_kill_cause(docs, first)
             if sc.second_victim_ok:
                 reasons.append(f"the second kill is declared possible by the scenario: {sc.second_victim_ok}")
             else:
@@ -648,7 +649,8 @@ def _judge(
             reasons.insert(
                 0,
                 "second victim: the kernel killed again: "
-                + ", ".join(f"{k['pid']} ({pid_map.get(k['pid'], k['name'])})" for k in extra),
+                + ", ".join(f"{k['pid']} ({pid_map.get(k['pid'], k['name'])})" for k in extra)
+                + f" ({out['second_kill_cause']})",
             )
     if unexplained_dead:
         ok = False
@@ -657,6 +659,33 @@ def _judge(
         reasons.append("report incomplete: " + "; ".join(m for d in docs for m in d["missing"]))
     out.update(verdict=verdict, as_expected=ok, reason="; ".join(reasons))
     return out
+
+
+def second_kill_cause(docs: list[dict[str, Any]], first: dict[str, Any]) -> str:
+    """Why the kernel killed again, from the era and the second report itself."""
+    if len(docs) < 2:
+        return "one report named several victims"
+    second = docs[1]
+    first_pids = {k["pid"] for k in first["kills"]}
+    listed = {c["pid"] for c in second["candidates"]}
+    gone = not (first_pids & listed)
+    era = ERA_BY_LABEL.get(first.get("era", ""))
+    before = {c["pid"]: c["rss"] for c in first["candidates"]}
+    common = [c for c in second["candidates"] if c["pid"] in before]
+    grew = sum(c["rss"] - before[c["pid"]] for c in common)
+    freed = sum(c["rss"] for c in first["candidates"] if c["pid"] in first_pids)
+    if common and grew > max(freed // 2, 256):
+        return (f"a new OOM: the survivors grew by {grew} pages after the first victim's memory was freed, and the "
+                "limit was reached again")
+    model = ("the second selection matches the model with the first victim gone" if second["verdict"] == "match"
+             else f"the second selection: {second['verdict']}")
+    if gone and era is not None and era.scan_hides_exiting_victim:
+        return ("7.0+: the exiting first victim is hidden from the memcg scan before its memory is freed "
+                f"(a72f73c4dd9b), so the kernel selected again instead of waiting; {model}")
+    if gone:
+        return ("the first victim had left the task list (or was marked MMF_OOM_SKIP) before its memory was "
+                f"uncharged, so the kernel found no victim to wait for; {model}")
+    return f"the first victim was still listed: the kernel did not wait for it; {model}"
 
 
 def _ours(ev: Any, root: Sandbox, pid_map: dict[int, str]) -> bool:

@@ -16,7 +16,8 @@ behave the same.  The boundaries are the releases where ``mm/oom_kill.c`` change
 5.3       memcg scan with CSS_TASK_ITER_PROCS; leader preference gone, ties go to the last scanned
 5.9       9066e5cfb73c: oom_badness() returns long; LONG_MIN = ineligible; no clamp to 1
 5.10      mem_cgroup_get_max() split: v1 adds min(memsw - mem, swap), v2 min(swap.max, swap)
-7.0       exact rss sums (get_mm_rss_sum) instead of per-cpu approximations
+7.0       exact rss sums (get_mm_rss_sum) instead of per-cpu approximations; a72f73c4dd9b hides
+          exiting tasks from the memcg scan, so a second kill follows an unfreed victim
 ========  ===============================================================================
 
 Version strings lie (vendor and stable kernels back-port OOM changes, e.g. RHEL 8's "4.18" has
@@ -113,6 +114,14 @@ class Era:
 
     @property
     def exact_counters(self) -> bool:
+        return self.start >= (7, 0)
+
+    @property
+    def scan_hides_exiting_victim(self) -> bool:
+        """7.0+ (a72f73c4dd9b "cgroup: Don't expose dead tasks in cgroup"): css_task_iter skips a
+        task whose threads are all in do_exit (PF_EXITING, signal->live == 0), and
+        mem_cgroup_scan_tasks() does not opt out, so a victim that has not freed its memory yet is
+        invisible to the next memcg OOM, which then selects again instead of waiting."""
         return self.start >= (7, 0)
 
     def __str__(self) -> str:
