@@ -1,0 +1,74 @@
+#!/usr/bin/env python3
+"""VM-runner benchmark: the VM catalogue's wall time per kernel, and per-scenario time in one boot.
+
+For each kernel (default 6.12; ``--kernels 5.10,6.1,6.12,7.2``) the whole VM catalogue runs through
+``vm.runner.VmRunner`` exactly as ``oom-harness run --backend vm`` does.  Printed per kernel: the
+catalogue's wall time (target <= 180 s under TCG), the number of boots and their median time, and
+the median / max time of a scenario inside an already-booted guest.  Boot-to-ready against a bare
+QEMU boot is measured by ``bench/bench_vm_boot.py``.  JSON goes to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from harness.scenario import catalogue  # noqa: E402
+from vm.runner import VmRunner  # noqa: E402
+
+
+class _Quiet:
+    def start(self, name: str) -> None:
+        pass
+
+
+def bench(kernel: str) -> dict:
+    runner = VmRunner(kernel)
+    scs = catalogue("vm")
+    t0 = time.perf_counter()
+    recs = [rec for _, rec in runner.run(scs, _Quiet())]
+    wall = time.perf_counter() - t0
+    inside = [r["duration_s"] for r in recs if r.get("duration_s") is not None and r.get("verdict") != "skipped"]
+    boots = [b["boot_s"] for b in runner.boots]
+    return {
+        "kernel": kernel, "release": runner.kernel.release, "wall_s": round(wall, 2), "scenarios": len(recs),
+        "as_expected": sum(1 for r in recs if r.get("as_expected") is True),
+        "boots": len(boots), "boot_median_s": round(statistics.median(boots), 2) if boots else None,
+        "scenario_median_s": round(statistics.median(inside), 3) if inside else None,
+        "scenario_max_s": round(max(inside), 3) if inside else None,
+        "per_scenario": {r["scenario"]: r.get("duration_s") for r in recs},
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kernels", default="6.12")
+    ap.add_argument("--out")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_vm: needs root", file=sys.stderr)
+        return 2
+    res = [bench(k) for k in args.kernels.split(",")]
+    print(f"{'kernel':<8} {'release':<28} {'catalogue':>10} {'target':>8} {'boots':>6} {'boot med':>9} "
+          f"{'scen. med':>10} {'scen. max':>10}  as expected")
+    for r in res:
+        ok = "PASS" if r["wall_s"] <= 180 else "FAIL"
+        print(f"{r['kernel']:<8} {r['release']:<28} {r['wall_s']:>9.1f}s {'<=180s':>8} {r['boots']:>6} "
+              f"{r['boot_median_s']:>8.2f}s {r['scenario_median_s']:>9.3f}s {r['scenario_max_s']:>9.3f}s  "
+              f"{r['as_expected']}/{r['scenarios']} {ok}")
+    out = args.out or os.path.join("results", "bench", f"vm-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(f"saved {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
