@@ -36,10 +36,12 @@ def test_repeat_and_soak(host):
             assert rec["as_expected"] in (True, None), f"{sc.name}: {rec['reason']}"
         if rnd == 0:
             fds_before = len(os.listdir("/proc/self/fd"))
+            avail_before = meminfo()["MemAvailable"]
     assert runs >= 200 or ROUNDS < 15
     # the machine as it was found
     assert set(oomh_cgroups()) == cg_before
     assert not hog_processes()
     assert fds_before is not None and len(os.listdir("/proc/self/fd")) <= fds_before
     avail_after = meminfo()["MemAvailable"]
-    assert avail_after > avail_before - 256 * 1024, (avail_before, avail_after)  # kB: no leak beyond noise
+    # kB; a leaked sandbox would pin 64+ MiB per scenario (>10 GiB over the soak): 512 MiB is noise
+    assert avail_after > avail_before - 512 * 1024, (avail_before, avail_after)
