@@ -94,6 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise HarnessError(f"scenario(s) {', '.join(bad)} do not run on the {args.backend} backend")
     if os.geteuid() != 0:
         raise HarnessError("oom-harness run needs root (cgroups, /dev/kmsg, sysctls); try sudo")
+    _sweep_before_run()
     runner = _runner(args)
     rows: list[dict[str, Any]] = []
     with _sigterm_as_interrupt():
@@ -164,16 +165,9 @@ class HostRunner:
 
     def __init__(self) -> None:
         from .engine import protect_self
-        from .sandbox import detect_layout, sweep_stale
+        from .sandbox import detect_layout
 
         self.layout = detect_layout()
-        removed = sweep_stale(self.layout)
-        if removed:
-            print(
-                f"removed {len(removed)} cgroup(s) left by an earlier run that was killed: "
-                + ", ".join(os.path.basename(p) for p in removed),
-                file=sys.stderr,
-            )
         self.protected = protect_self()
 
     def env(self) -> dict[str, Any]:
@@ -197,6 +191,17 @@ class HostRunner:
 
     def close(self) -> None:
         pass
+
+
+def _sweep_before_run() -> None:
+    """Hold our liveness lock, then remove what killed runs left behind, and say so."""
+    from .sandbox import hold_liveness_lock, sweep_stale
+
+    hold_liveness_lock()
+    removed = sweep_stale()
+    if removed:
+        print(f"removed {len(removed)} item(s) left by an earlier run that was killed: "
+              + ", ".join(os.path.basename(p) for p in removed), file=sys.stderr)
 
 
 def _runner(args: argparse.Namespace) -> Any:
@@ -259,12 +264,6 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
 
         removed += sweep_docker()
     except ImportError:
-        pass
-    try:
-        from vm.machine import sweep_stale_vms  # type: ignore[attr-defined]
-
-        removed += sweep_stale_vms()
-    except (ImportError, AttributeError):
         pass
     for p in removed:
         print(f"removed {p}")

@@ -359,7 +359,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
         rec["cgroup"] = root.rel
         import tempfile
 
-        tmpdir = tempfile.mkdtemp(prefix="oomh-", dir=opts.tmpdir)
+        tmpdir = tempfile.mkdtemp(prefix=f"oomh-{os.getpid()}-", dir=opts.tmpdir)
         timings["setup"] = time.monotonic() - t0
         # -- start every workload and wait until each holds its initial memory --------------------
         t1 = time.monotonic()

@@ -343,11 +343,11 @@ def sweep_stale(layout: CgroupLayout | None = None) -> list[str]:
         layout = layout or detect_layout()
     except HarnessError:
         return []
-    removed = []
+    removed = sweep_stale_files()
     try:
         names = os.listdir(layout.own_dir)
     except OSError:
-        return []
+        return removed
     for n in names:
         m = re.match(re.escape(PREFIX) + r"(\d+)-", n)
         if not m:
@@ -414,6 +414,33 @@ def _lock_state(pid: int) -> bool | None:
     with contextlib.suppress(OSError):
         os.unlink(path)
     return False
+
+
+def sweep_stale_files(tmp: str = "/tmp") -> list[str]:
+    """Remove ``/tmp/oomh-<pid>-*`` and ``/tmp/oomh-vm-<pid>-*`` left by a harness that is gone.
+
+    QEMU dies with its harness (PR_SET_PDEATHSIG) and workloads exit when their command pipe
+    closes, but a SIGKILLed harness cannot remove its temporary folders; the next run does.
+    """
+    import shutil
+
+    removed = []
+    try:
+        names = os.listdir(tmp)
+    except OSError:
+        return []
+    for n in names:
+        m = re.match(r"oomh-(?:vm-)?(\d+)-", n)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        if pid == os.getpid() or _alive(pid):
+            continue
+        path = os.path.join(tmp, n)
+        shutil.rmtree(path, ignore_errors=True)
+        if not os.path.exists(path):
+            removed.append(path)
+    return removed
 
 
 def _alive(pid: int) -> bool:

@@ -117,3 +117,37 @@ def test_console_flood_is_bounded(guest):
 @pytest.mark.skipif(os.environ.get("OOMH_TEST_KERNEL") is not None, reason="fixed default kernel only")
 def test_default_kernel_is_612():
     assert KERNEL == "6.12"
+
+
+def test_sigkilled_vm_run_leaves_nothing_the_next_run_cannot_remove(tmp_path):
+    """SIGKILL the harness mid-VM-run: QEMU dies with it; its temp folder is swept by the next run."""
+    import glob
+    import signal
+    import subprocess
+    import time
+
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.Popen([sys.executable, "-m", "harness", "run", "--backend", "vm", "--kernel", KERNEL,
+                          "single-hog", "--results", str(tmp_path)], cwd=root, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    pattern = f"/tmp/oomh-vm-{p.pid}-*"
+    deadline = time.monotonic() + 120
+    while not glob.glob(pattern) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert glob.glob(pattern), "the VM never started"
+    p.send_signal(signal.SIGKILL)
+    p.wait(10)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if not subprocess.run(["pgrep", "-f", f"oomh-vm-{p.pid}-"], capture_output=True).stdout:
+            break
+        time.sleep(0.1)
+    assert not subprocess.run(["pgrep", "-f", f"oomh-vm-{p.pid}-"], capture_output=True).stdout, "QEMU survived"
+    left = glob.glob(pattern)
+    r = subprocess.run([sys.executable, "-m", "harness", "cleanup"], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0
+    for d in left:
+        assert d in r.stdout and not os.path.exists(d)

@@ -347,7 +347,7 @@ class GuestVM:
 
             self.initrd = build_initrd(self.kernel, self.sources)
         self.accel_used = choose_accel(self.kernel, self.accel)
-        self.tmpdir = tempfile.mkdtemp(prefix="oomh-vm-")
+        self.tmpdir = tempfile.mkdtemp(prefix=f"oomh-vm-{os.getpid()}-")
         td = Path(self.tmpdir)
         self._finalizer = weakref.finalize(self, _cleanup, None, self.tmpdir)
         swap_img = None
