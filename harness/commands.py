@@ -83,7 +83,6 @@ def _fmt_victim(v: Any) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .results import RunRecorder
     from .scenario import resolve
 
     scenarios = resolve(args.scenarios, args.backend)
@@ -95,22 +94,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise HarnessError("oom-harness run needs root (cgroups, /dev/kmsg, sysctls); try sudo")
     _sweep_before_run()
-    runner = _runner(args)
+    where, rows = record_run(_runner(args), scenarios * args.repeat, args.results, args.backend)
+    _print_summary(rows, where, args.json)
+    return 0 if all(r.get("as_expected") is not False for r in rows) else 1
+
+
+def record_run(runner: Any, scenarios: list[Any], results: str, backend: str) -> tuple[str, list[dict[str, Any]]]:
+    """Run *scenarios* with *runner* into a new ``results/<run-id>/`` folder, with progress.
+
+    Ctrl-C and SIGTERM close the record as "interrupted" (the runner cleans up on the way out).
+    Returns the folder and the verdict rows.
+    """
+    from .results import RunRecorder
+
     rows: list[dict[str, Any]] = []
     with _sigterm_as_interrupt():
-        rec = RunRecorder(args.results, backend=args.backend, kernel_label=runner.label, env=runner.env())
+        rec = RunRecorder(results, backend=backend, kernel_label=runner.label, env=runner.env())
         status = "interrupted"
         try:
-            prog = Progress(len(scenarios) * args.repeat, runner.label)
-            for _sc, record in runner.run(scenarios * args.repeat, prog):
+            prog = Progress(len(scenarios), runner.label)
+            for _sc, record in runner.run(scenarios, prog):
                 rows.append(rec.add(record))
                 prog.finish(rows[-1])
             status = "complete"
         finally:
             rec.close(status)
             runner.close()
-    _print_summary(rows, rec.dir, args.json)
-    return 0 if all(r.get("as_expected") is not False for r in rows) else 1
+    return rec.dir, rows
 
 
 def _print_summary(rows: list[dict[str, Any]], where: str, as_json: bool) -> None:

@@ -82,24 +82,12 @@ def plan(labels: list[str], names: list[str]) -> tuple[dict[str, list[Any]], lis
 
 def _run_one(label: str, scenarios: list[Any], args: argparse.Namespace) -> str:
     """Run *scenarios* on one kernel label into a new run folder, like ``oom-harness run``; returns the folder."""
-    from .commands import Progress, _runner, _sigterm_as_interrupt
-    from .results import RunRecorder
+    from .commands import _runner, record_run
 
     ns = argparse.Namespace(backend=_label_backend(label), kernel=None if label == "host" else label,
                             accel=args.accel)
-    runner = _runner(ns)
-    with _sigterm_as_interrupt():
-        rec = RunRecorder(args.results, backend=ns.backend, kernel_label=runner.label, env=runner.env())
-        status = "interrupted"
-        try:
-            prog = Progress(len(scenarios) * args.repeat, runner.label)
-            for _sc, record in runner.run(scenarios * args.repeat, prog):
-                prog.finish(rec.add(record))
-            status = "complete"
-        finally:
-            rec.close(status)
-            runner.close()
-    return rec.dir
+    where, _rows = record_run(_runner(ns), scenarios * args.repeat, args.results, ns.backend)
+    return where
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from .analysis import Context, analyze_all
 from .eras import ERA_BY_LABEL, era_for_version, parse_version
 from .errors import HarnessError
 from .kmsg import KmsgCursor
-from .model import Task, oom_score
+from .model import oom_score
 from .parser import parse_lines
 from .sandbox import Sandbox, detect_layout
 from .scenario import CgroupSpec, Scenario, Workload
@@ -705,16 +705,7 @@ def _oom_score_check(snap: list[TaskSnapshot], ctx: Context) -> dict[str, Any]:
     tp = ctx.totalram_pages + (ctx.total_swap_pages or 0)
     rows = []
     for s in snap:
-        t = Task(
-            pid=s.pid,
-            name=s.name,
-            rss=s.rss,
-            swapents=s.swapents,
-            pgtables_bytes=s.pgtables_bytes,
-            oom_score_adj=s.oom_score_adj or 0,
-            uid=s.uid,
-            cap_sys_admin=False,
-        )
+        t = s.model_task()
         model = oom_score(t, tp, era, PAGE_KB * 1024)
         rows.append(
             {

@@ -14,7 +14,7 @@ from typing import Any
 
 from .eras import era_by_name, era_for_version, parse_version
 from .errors import HarnessError
-from .model import Task, oom_score, select_bad_process, totalpages_memcg
+from .model import oom_score, select_bad_process, totalpages_memcg
 from .sandbox import detect_layout
 from .snapshot import PAGE_KB, meminfo, snapshot_pid
 
@@ -81,20 +81,7 @@ def predict(cgroup: str | None = None, era: str | None = None) -> dict[str, Any]
         pids = psutil.pids()
         tp, note, scope = global_tp, "totalram + total swap (global OOM)", "whole system"
     snaps = [s for s in (snapshot_pid(p) for p in sorted(pids)) if s is not None]
-    tasks = [
-        Task(
-            pid=s.pid,
-            name=s.name,
-            rss=s.rss,
-            swapents=s.swapents,
-            pgtables_bytes=s.pgtables_bytes,
-            oom_score_adj=s.oom_score_adj or 0,
-            uid=s.uid,
-            has_mm=s.has_mm,
-            unkillable=s.pid == 1,
-        )
-        for s in snaps
-    ]
+    tasks = [s.model_task(unkillable=s.pid == 1) for s in snaps]
     sel = select_bad_process(tasks, tp, e, page_size=PAGE_KB * 1024)
     by_pid = {s.pid: s for s in snaps}
     cands = []

@@ -11,6 +11,8 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from .model import Task
+
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 
@@ -33,6 +35,13 @@ class TaskSnapshot:
     @property
     def rss(self) -> int:
         return self.rss_anon + self.rss_file + self.rss_shmem
+
+    def model_task(self, *, unkillable: bool = False) -> Task:
+        """What the model needs of this task.  CAP_SYS_ADMIN is not read (the root bonus is gone
+        since 4.17; the live kernels this harness runs on are newer)."""
+        return Task(pid=self.pid, name=self.name, rss=self.rss, swapents=self.swapents,
+                    pgtables_bytes=self.pgtables_bytes, oom_score_adj=self.oom_score_adj or 0, uid=self.uid,
+                    has_mm=self.has_mm, unkillable=unkillable)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
