@@ -47,8 +47,10 @@ def oomh_cgroups() -> list[str]:
 
 
 def hog_processes() -> list[str]:
-    out = subprocess.run(["pgrep", "-af", "workloads/hog.py"], capture_output=True, text=True).stdout
-    return [ln for ln in out.splitlines() if "pgrep" not in ln]
+    """Workload processes started from THIS checkout (another harness may run at the same time)."""
+    hog = os.path.join(ROOT, "workloads", "hog.py")
+    out = subprocess.run(["pgrep", "-af", hog], capture_output=True, text=True).stdout
+    return [ln for ln in out.splitlines() if "pgrep" not in ln and hog in ln]
 
 
 @pytest.fixture
