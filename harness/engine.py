@@ -14,8 +14,10 @@ import json
 import os
 import platform
 import selectors
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -354,11 +356,9 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
     sel = selectors.DefaultSelector()
     old_sysctl: dict[str, str] = {}
     try:
-        old_sysctl = _apply_sysctl(sc.sysctl)
+        _apply_sysctl(sc.sysctl, old_sysctl)
         root, cgs = launcher.sandbox(sc, opts)
         rec["cgroup"] = root.rel
-        import tempfile
-
         tmpdir = tempfile.mkdtemp(prefix=f"oomh-{os.getpid()}-", dir=opts.tmpdir)
         timings["setup"] = time.monotonic() - t0
         # -- start every workload and wait until each holds its initial memory --------------------
@@ -429,10 +429,11 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
         sel.close()
         cursor.close()
         if tmpdir:
-            import shutil
-
             shutil.rmtree(tmpdir, ignore_errors=True)
-        _apply_sysctl(old_sysctl)
+        try:
+            _apply_sysctl(old_sysctl, {})
+        except HarnessError as e:
+            rec.setdefault("cleanup_error", str(e))
     rec["timings"] = {k: round(v, 4) for k, v in timings.items()}
     rec["duration_s"] = round(time.monotonic() - t0 - rec.get("ratelimit_wait_s", 0), 4)
     return rec
@@ -453,8 +454,9 @@ def unmet_requirements(sc: Scenario, cgroup_version: int) -> list[str]:
     return out
 
 
-def _apply_sysctl(values: dict[str, str]) -> dict[str, str]:
-    old = {}
+def _apply_sysctl(values: dict[str, str], old: dict[str, str]) -> None:
+    """Set sysctls, remembering each previous value in *old* as it goes (so a failure halfway
+    still restores what was changed)."""
     for k, v in values.items():
         path = "/proc/sys/" + k.replace(".", "/")
         try:
@@ -464,7 +466,6 @@ def _apply_sysctl(values: dict[str, str]) -> dict[str, str]:
                 f.write(v)
         except OSError as e:
             raise HarnessError(f"cannot set sysctl {k}={v}: {e.strerror}") from None
-    return old
 
 
 def _wait_ready(sel: selectors.BaseSelector, procs: dict[int, _Proc], want: list[_Proc], timeout: float) -> None:
