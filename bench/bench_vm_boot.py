@@ -102,7 +102,7 @@ def main() -> int:
     ap.add_argument("--kernels", default="5.10,6.1,6.12,7.2")
     ap.add_argument("-n", type=int, default=5, help="repetitions per config")
     ap.add_argument("--mem", type=int, default=512)
-    ap.add_argument("--out", type=Path, required=True, help="JSON output path")
+    ap.add_argument("--out", type=Path, help="JSON output path (default results/bench/vm-boot-<time>.json)")
     args = ap.parse_args()
 
     kernels = {s: get_kernel(s) for s in args.kernels.split(",")}
@@ -150,6 +150,8 @@ def main() -> int:
             f"{b['median']:8.2f} {b['min']:6.2f}-{b['max']:<6.2f} {ratio:5.2f} "
             f"{statistics.median(d['first_python']):6.2f}"
         )
+    if args.out is None:
+        args.out = Path("results") / "bench" / f"vm-boot-{time.strftime('%Y%m%d-%H%M%S')}.json"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"wrote {args.out}", file=sys.stderr)
