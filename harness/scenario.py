@@ -77,6 +77,7 @@ class Workload:
     cgroup: str = ""  # name of a child cgroup; "" = the scenario's cgroup
     mempolicy: str | None = None  # "bind:1" (VM, NUMA)
     start_delay_s: float = 0.0
+    main: bool = False  # docker: the container's main process (elsewhere: an ordinary workload)
 
     def spec(self) -> dict[str, Any]:
         """What workloads/hog.py receives."""
@@ -178,6 +179,7 @@ _WL = {
     "mempolicy",
     "count",
     "start_delay_s",
+    "main",
 }
 
 
@@ -260,6 +262,7 @@ def _workloads(c: _Ctx, items: list[Any], cg_names: set[str]) -> list[Workload]:
                     cgroup=cg,
                     mempolicy=d.get("mempolicy"),
                     start_delay_s=float(d.get("start_delay_s", 0)),
+                    main=bool(d.get("main", False)),
                 )
             )
     return out
@@ -314,6 +317,8 @@ def parse_scenario(text: str, path: str = "<string>") -> Scenario:
             raise c.fail(f"expect.victim {v!r} is not a workload name", "victim", "expect")
     if outcome in ("kill", "group-kill") and victim is None:
         raise c.fail("expect.victim is required when outcome is kill or group-kill", None, "expect")
+    if sum(1 for w in wl if w.main) > 1:
+        raise c.fail("at most one workload can be the container's main process (main = true)", "main", "workload")
     if not any(w.grow is not None for w in wl) and outcome != "no-oom":
         raise c.fail('no workload grows: give the trigger workload grow = "until-killed" or a size', None, "workload")
     return Scenario(
