@@ -220,7 +220,7 @@ def _runner(args: argparse.Namespace) -> Any:
     if args.backend == "vm":
         from vm.runner import VmRunner
 
-        return VmRunner(args.kernel or "6.12", accel=args.accel)
+        return VmRunner(args.kernel or "6.12", accel=args.accel, modules=getattr(args, "modules", None))
     if args.backend == "docker":
         from .docker_backend import DockerRunner
 
@@ -301,6 +301,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="catalogue names or .toml files (default: all)")
     p.add_argument("--backend", choices=["host", "vm", "docker"], default="host")
     p.add_argument("--kernel", help="VM kernel: 5.10, 6.1, 6.12, 7.2, a release, or a bzImage/vmlinux path")
+    p.add_argument("--modules", help="modules folder (lib/modules/<release>) for a --kernel you built yourself")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="QEMU accelerator (VM backend)")
     p.add_argument("--results", default=os.environ.get("OOM_HARNESS_RESULTS", "results"), help="results folder")
     p.add_argument("--repeat", type=int, default=1, help="run every scenario N times")

@@ -32,7 +32,7 @@ def vm_shape(sc: Scenario) -> tuple[int, int, int, int]:
 
 
 class VmRunner:
-    def __init__(self, kernel: str, accel: str = "auto") -> None:
+    def __init__(self, kernel: str, accel: str = "auto", modules: str | None = None) -> None:
         import shutil
 
         if shutil.which("qemu-system-x86_64") is None:
@@ -43,7 +43,7 @@ class VmRunner:
         self.accel = accel
         print(f"resolving kernel {kernel} ...", file=sys.stderr, flush=True)
         try:
-            self.kernel = get_kernel(kernel)
+            self.kernel = get_kernel(kernel, modules)
         except KernelError as e:
             raise HarnessError(str(e)) from None
         self.boots: list[dict[str, Any]] = []
