@@ -259,8 +259,14 @@ def _select(tasks: list[Task], tp: int, era: Era, pkb: int) -> Selection:
     return select_bad_process(tasks, tp, era, page_size=pkb * 1024)
 
 
-def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable[int] = ()) -> Analysis:
-    """Predict the victim of *ev* and judge the kernel's choice."""
+def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable[int] = (),
+            previous: OomEvent | None = None) -> Analysis:
+    """Predict the victim of *ev* and judge the kernel's choice.
+
+    *previous* is the event before it in the same log: a report that follows a kill within a
+    second, no longer lists that victim and still finds the memcg at its limit is a second kill
+    before the victim's memory was freed, and gets a note saying why the kernel did not wait.
+    """
     ctx = ctx or Context()
     choice: EraChoice = infer_era(ev.kernel_version, ev.features, ctx.era)
     era = choice.era
@@ -271,6 +277,10 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
     notes: list[str] = []
     if choice.suspect_version:
         notes.append("kernel version contradicts the report format (vendor back-port?)")
+    if previous is not None:
+        note = _second_kill_note(ev, previous, era)
+        if note:
+            notes.append(note)
 
     def result(
         verdict: str,
@@ -586,11 +596,32 @@ def _candidates(sel: Selection, tp: int, era: Era, pkb: int, global_tp: int | No
     return out
 
 
+def _second_kill_note(ev: OomEvent, prev: OomEvent, era: Era) -> str | None:
+    if not prev.kills or ev.kind != "memcg" or prev.kind != "memcg" or ev.ts is None or prev.ts is None:
+        return None
+    if ev.ts - prev.ts > 1.0 or ev.memcg is None or ev.memcg.usage_kb is None:
+        return None
+    if ev.memcg.usage_kb < (ev.memcg.limit_kb or 0):
+        return None
+    listed = {r.pid for r in ev.table} | {r.tgid for r in ev.table}
+    gone = [k for k in prev.kills if k.pid not in listed]
+    if not gone or len(gone) < len(prev.kills):
+        return None
+    who = ", ".join(f"{k.pid} ({k.name})" for k in gone)
+    why = ("since 7.0 (a72f73c4dd9b, 'cgroup: Don't expose dead tasks in cgroup') the memcg scan skips a victim "
+           "whose threads are all exiting, before its memory is freed" if era.scan_hides_exiting_victim else
+           "the victim had left the task list (or was marked MMF_OOM_SKIP) before its memory was freed")
+    return (f"second kill {ev.ts - prev.ts:.3f}s after {who}: the memcg is still at its limit but that victim is no "
+            f"longer listed; {why}, so the kernel selected again instead of waiting")
+
+
 def analyze_all(events: Iterable[OomEvent], ctx: Context | None = None) -> list[Analysis]:
     """Analyze events in log order; each knows the victims of the ones before it."""
     out: list[Analysis] = []
     victims: set[int] = set()
+    prev: OomEvent | None = None
     for ev in sorted(events, key=lambda e: e.index):
-        out.append(analyze(ev, ctx, victims))
+        out.append(analyze(ev, ctx, victims, prev))
         victims.update(k.pid for k in ev.kills)
+        prev = ev
     return out

@@ -59,3 +59,5 @@ def test_72_second_kill_without_the_first_victim():
     assert first_victim not in {c["pid"] for c in res[1]["candidates"]}
     assert res[1]["verdict"] == "match"  # the second choice follows the model with the victim gone
     assert res[0]["era"] == "7.0+"
+    # the era explains it: 7.0's a72f73c4dd9b hides the exiting victim from the memcg scan
+    assert any("a72f73c4dd9b" in n for n in res[1]["notes"]), res[1]["notes"]
