@@ -21,6 +21,12 @@ What it adds to the shared engine (:mod:`harness.engine`) is only *where* things
   with ``docker exec -i -u UID:GID <ctr> python3 -I -S /opt/oom-harness/workloads/hog.py SPEC``;
   the pids they report (container pid namespace) are mapped to host pids through ``NSpid:``.
   Nested cgroups (``[[cgroup.children]]``) cannot be made inside a container.
+* **Main process.**  A workload with ``main = true`` is the container's command instead of
+  ``sleep`` (no docker-init: the hog is pid 1 of the pid namespace, ``--oom-score-adj`` its adj),
+  started in :meth:`DockerLauncher.sandbox` with ``docker start -ai``, whose pipes are the
+  workload's.  The kernel OOM-kills a namespace's init like any task (only the global init is
+  exempt); the container then ends, and the kernel kills its exec'd workloads with it
+  (the launcher's ``deaths_explained`` tells the engine so).
 
 The runner cross-checks three signals for each scenario: the kernel log (an OOM report whose
 ``oom_memcg=`` is the container's cgroup), Docker's ``State.OOMKilled`` and the harness's own
@@ -739,6 +745,9 @@ class DockerLauncher(Launcher):
         self.container: Any = None
         self.inspected: dict[str, Any] | None = None  # docker's view, taken just before removal
         self.execs: dict[str, subprocess.Popen[bytes]] = {}  # workload -> its `docker exec` client
+        self.main: Workload | None = None  # the workload that is the container's main process
+        self.main_spec: dict[str, Any] | None = None
+        self.main_proc: subprocess.Popen[bytes] | None = None  # its `docker start -ai` client
         self.stderr_dir = tempfile.mkdtemp(prefix="oomh-exec-")
         self._n = 0
 
@@ -754,6 +763,10 @@ class DockerLauncher(Launcher):
         self.inspected = None
         self.execs = {}
         name = f"{PREFIX}{os.getpid()}-{re.sub(r'[^A-Za-z0-9_.-]', '_', sc.name)[:40]}-{self._n}"
+        main = next((w for w in sc.workloads if w.main), None)
+        self.main = main
+        self.main_spec = None
+        self.main_proc = None
         kw: dict[str, Any] = {
             "name": name,
             "command": ["/bin/sleep", "infinity"],
@@ -761,13 +774,22 @@ class DockerLauncher(Launcher):
             "mem_limit": cg.memory_max,
             "memswap_limit": -1 if cg.swap_max is None else cg.memory_max + cg.swap_max,
             "labels": {LABEL: "1", f"{LABEL}.pid": str(os.getpid()), f"{LABEL}.scenario": sc.name},
-            "detach": True,
             "pids_limit": 4096,
             "init": True,  # docker-init (tini) as pid 1: `docker stop` then ends it with 143, not 137
         }
+        if any(w.oom_score_adj < 0 for w in sc.workloads):
+            # the hogs set their own oom_score_adj; lowering it needs CAP_SYS_RESOURCE in the container
+            kw["cap_add"] = ["SYS_RESOURCE"]
         try:
-            self.container = self.engine.client.containers.run(self.image, **kw)
+            if main is None:
+                self.container = self.engine.client.containers.run(self.image, detach=True, **kw)
+            else:
+                self._start_main(main, kw)
+        except HarnessError:
+            self._remove()
+            raise
         except Exception as e:  # noqa: BLE001
+            self._remove()
             raise HarnessError(f"cannot start the container: {str(e).splitlines()[0][:300]}") from None
         try:
             self.container.reload()
@@ -798,10 +820,69 @@ class DockerLauncher(Launcher):
                 return path
         raise HarnessError(f"no memory cgroup for the container's init (pid {pid})")
 
+    @staticmethod
+    def _main_spec(wl: Workload) -> dict[str, Any]:
+        """The spec the engine will hand to :meth:`popen` for *wl* (``engine._start``), known here
+        before the engine asks, because the container's command is fixed when it is created."""
+        spec = wl.spec()
+        spec["comm"] = wl.name
+        spec["oom_score_adj"] = wl.oom_score_adj
+        if wl.kind == "file":
+            spec["path"] = f"/tmp/{wl.name}.data"
+        return spec
+
+    def _start_main(self, wl: Workload, kw: dict[str, Any]) -> None:
+        """Create the container with the hog of *wl* as its main process (pid 1 of its pid
+        namespace: no docker-init), then ``docker start -ai`` it: that client's pipes are the
+        workload's stdin/stdout, its exit status the container's."""
+        self.main_spec = self._main_spec(wl)
+        gid = wl.gid if wl.gid is not None else wl.uid
+        kw = dict(kw)
+        kw.update(
+            command=[PYTHON_IN_IMAGE, "-I", "-S", self.hog, json.dumps(self.main_spec)],
+            init=False,
+            stdin_open=True,  # also AttachStdin and StdinOnce: stdin closes when the client detaches
+            user=f"{wl.uid}:{gid}",
+            working_dir="/tmp",
+        )
+        if wl.oom_score_adj:
+            kw["oom_score_adj"] = wl.oom_score_adj  # set by runc before the hog runs
+        self.container = self.engine.client.containers.create(self.image, **kw)
+        with open(os.path.join(self.stderr_dir, f"{self._n}-{wl.name}.err"), "wb") as err:
+            self.main_proc = subprocess.Popen(
+                [docker_cli(), "start", "-ai", self.container.id],  # attaches before it starts
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+                env=self.engine.cli_env,
+                close_fds=True,
+            )
+        self.execs[wl.name] = self.main_proc
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            st = self.engine.client.api.inspect_container(self.container.id).get("State", {})
+            if st.get("Running") and st.get("Pid"):
+                return
+            if self.main_proc.poll() is not None or st.get("Status") in ("exited", "dead"):
+                raise HarnessError(
+                    f"the container's main process {wl.name} exited at start (exit {st.get('ExitCode')}, "
+                    f"OOMKilled={st.get('OOMKilled')}): {st.get('Error') or self.exec_stderr() or 'no error'}"
+                )
+            if time.monotonic() > deadline:
+                raise HarnessError(f"the container did not start within {START_TIMEOUT_S:.0f}s")
+            time.sleep(0.02)
+
     def popen(self, wl: Workload, spec: dict[str, Any], sb: Sandbox, opts: EngineOptions) -> subprocess.Popen[bytes]:
         spec = dict(spec)
         if "path" in spec:  # the host's temp dir does not exist in the container: use its own /tmp
             spec["path"] = "/tmp/" + os.path.basename(spec["path"])
+        if self.main is not None and wl.name == self.main.name and self.main_proc is not None:
+            if spec != self.main_spec:
+                raise HarnessError(
+                    f"{wl.name}: the engine's spec {spec} is not the one the container was created with "
+                    f"{self.main_spec} (engine._start changed: update DockerLauncher._main_spec)"
+                )
+            return self.main_proc
         gid = wl.gid if wl.gid is not None else wl.uid
         cmd = [
             docker_cli(), "exec", "-i", "-u", f"{wl.uid}:{gid}", "-w", "/tmp", self.container.id,
@@ -831,6 +912,17 @@ class DockerLauncher(Launcher):
             raise HarnessError(f"container pids {missing} not found in {sb.path}")
         return [m[p] for p in reported]
 
+    def deaths_explained(self, sc: Scenario, killed: set[str], dead: list[str]) -> dict[str, str]:
+        """When the container's main process was the OOM victim the container ends with it: the
+        kernel SIGKILLs the rest of its pid namespace (``zap_pid_ns_processes``), so every exec'd
+        workload dies too, with no OOM kill of its own in the log."""
+        main = next((w.name for w in sc.workloads if w.main), None)
+        if main is None or main not in killed:
+            return {}
+        why = (f"the container's main process {main} was the OOM victim, and the kernel kills the rest of its "
+               "pid namespace")
+        return {w: why for w in dead if w != main}
+
     def release(self, root: Sandbox) -> None:
         if self.container is None:
             root.destroy()
@@ -858,13 +950,16 @@ class DockerLauncher(Launcher):
             self.container.stop(timeout=5)
         with contextlib.suppress(Exception):
             self.container.wait(timeout=10)
-        st = api.inspect_container(cid).get("State", {})
+        info = api.inspect_container(cid)
+        st = info.get("State", {})
         return {
             "OOMKilled": st.get("OOMKilled"),
             "ExitCode": st.get("ExitCode"),
             "container": cid,
             "while_running": {"OOMKilled": running.get("OOMKilled"), "Status": running.get("Status")},
             "exec_exit_codes": execs,  # `docker exec` exit status per workload (137: SIGKILL)
+            "main": self.main.name if self.main is not None else None,  # the workload that was pid 1
+            "docker_init": bool((info.get("HostConfig") or {}).get("Init")),
         }
 
     def _remove(self) -> None:
@@ -889,6 +984,14 @@ class DockerLauncher(Launcher):
 
     def close(self) -> None:
         self._remove()
+        p, self.main_proc = self.main_proc, None
+        if p is not None:  # normally reaped by the engine; not when sandbox() failed
+            with contextlib.suppress(Exception):
+                p.kill()
+                p.wait(timeout=5)
+            for f in (p.stdin, p.stdout):
+                with contextlib.suppress(Exception):
+                    f.close()  # type: ignore[union-attr]
         shutil.rmtree(self.stderr_dir, ignore_errors=True)
 
 

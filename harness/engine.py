@@ -257,6 +257,12 @@ class Launcher:
     def release(self, root: Sandbox) -> None:
         root.destroy()
 
+    def deaths_explained(self, sc: Scenario, killed: set[str], dead: list[str]) -> dict[str, str]:
+        """Workloads in *dead* whose death follows from the kernel's kills of *killed* without an
+        OOM report of their own (e.g. a container ending with its main process): name -> why.
+        On the host nothing dies that way."""
+        return {}
+
 
 def _start(wl: Workload, sb: Sandbox, opts: EngineOptions, tmpdir: str, launcher: Launcher) -> _Proc:
     spec = wl.spec()
@@ -397,7 +403,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
         cursor.wait_for(lambda lines: _kill_lines_seen(lines, dead), 1.0 if dead else 0.0)
         timings["log"] = time.monotonic() - t3
         t4 = time.monotonic()
-        rec.update(_judge(sc, cursor, root, pid_map, snap, dead, pre_kills, layout.version, outcome))
+        rec.update(_judge(sc, cursor, root, pid_map, snap, dead, pre_kills, layout.version, outcome, launcher))
         rec["time_to_kill_s"] = round(outcome["first_death"] - trig_ts, 4) if outcome.get("first_death") else None
         timings["parse_model"] = time.monotonic() - t4
         rec["kernel_log"] = cursor.text()
@@ -549,6 +555,7 @@ def _judge(
     pre_kills: int,
     cg_version: int,
     outcome: dict[str, Any],
+    launcher: Launcher,
 ) -> dict[str, Any]:
     ctx = _ctx(cg_version, root)
     events = [e for e in parse_lines(cursor.lines) if _ours(e, root, pid_map)]
@@ -563,7 +570,12 @@ def _judge(
     out["oom_score_check"] = _oom_score_check(snap, ctx)
     exp, victim = sc.expect_outcome, sc.expect_victim
     killed_wl = [k["workload"] for k in kills]
-    unexplained_dead = sorted(pid_map[p] for p in dead if p in pid_map and p not in {k["pid"] for k in kills})
+    unexplained_dead = sorted({pid_map[p] for p in dead if p in pid_map and p not in {k["pid"] for k in kills}}
+                              - {w for w in killed_wl if w})
+    explained = launcher.deaths_explained(sc, {w for w in killed_wl if w}, unexplained_dead)
+    if explained:
+        out["explained_deaths"] = explained
+        unexplained_dead = [w for w in unexplained_dead if w not in explained]
     if not docs:
         if unexplained_dead:
             out.update(
@@ -656,6 +668,8 @@ def _judge(
     if unexplained_dead:
         ok = False
         reasons.insert(0, f"workload(s) {', '.join(unexplained_dead)} died without an OOM kill in the log")
+    for w, why in explained.items():
+        reasons.append(f"{w} ended too: {why}")
     if any(not d["complete"] for d in docs):
         reasons.append("report incomplete: " + "; ".join(m for d in docs for m in d["missing"]))
     out.update(verdict=verdict, as_expected=ok, reason="; ".join(reasons))

@@ -17,7 +17,15 @@ import time
 import pytest
 from conftest import ROOT, _host_problem, run_cli
 
-from harness.docker_backend import DAEMON_DIR_PREFIX, _cgroup_mounts, _pids_mentioning, cross_check, sweep_stale
+from harness.docker_backend import (
+    DAEMON_DIR_PREFIX,
+    DockerLauncher,
+    _cgroup_mounts,
+    _pids_mentioning,
+    cross_check,
+    sweep_stale,
+)
+from harness.engine import can_lower_oom_score_adj
 from harness.errors import HarnessError
 from harness.scenario import resolve
 
@@ -103,6 +111,57 @@ def test_page_cache_no_oom_in_container(docker_runner):
     ((_, rec),) = list(docker_runner.run([sc], _Prog()))
     assert rec["as_expected"] is True, rec["reason"]
     assert rec["signals"] == {"kernel_log": False, "docker_oomkilled": False, "harness": False}
+
+
+@pytest.mark.docker
+def test_container_init_is_the_victim(docker_runner):
+    """The main workload is the container's pid 1 (no docker-init); the kernel OOM-kills it all the
+    same (only the global init is exempt), and the container ends with it: exit 137, OOMKilled."""
+    (sc,) = resolve(["container-init-victim"], "docker")
+    ((_, rec),) = list(docker_runner.run([sc], _Prog()))
+    assert rec["as_expected"] is True, f"{rec['verdict']}: {rec['reason']}"
+    assert rec["verdict"] == "match"
+    assert rec["observed_victim"]["workload"] == "main"
+    assert rec["signals"] == {"kernel_log": True, "docker_oomkilled": True, "harness": True}
+    d = rec["docker"]
+    assert d["main"] == "main" and d["docker_init"] is False
+    assert d["OOMKilled"] is True and d["ExitCode"] == 137
+    assert d["exec_exit_codes"]["main"] == 137  # `docker start -ai` exits with the container
+    # the exec'd grower is killed with the container's pid namespace (the pid-1 hog's exit sends the
+    # SIGKILL before it is a zombie), not by the OOM killer; if the grower had reported `grown` and
+    # the main's death was not yet seen, the engine did not count it as dead: nothing to explain
+    assert d["exec_exit_codes"]["grower"] == 137
+    assert set(rec.get("explained_deaths") or {}) <= {"grower"}, rec["reason"]
+    assert [k["workload"] for k in rec["kills"]] == ["main"]
+    assert not os.path.exists(os.path.join("/sys/fs/cgroup/memory", rec["cgroup"].lstrip("/")))
+    assert not docker_runner.engine.client.containers.list(all=True, filters={"id": d["container"]})
+
+
+@pytest.mark.docker
+def test_container_main_protected(docker_runner):
+    (sc,) = resolve(["container-main-protected"], "docker")
+    ((_, rec),) = list(docker_runner.run([sc], _Prog()))
+    if not can_lower_oom_score_adj():
+        assert rec["verdict"] == "skipped"
+        assert "CAP_SYS_RESOURCE" in rec["reason"] and "--backend vm" in rec["reason"]
+        assert "docker" not in rec  # skipped before any container was made
+        return
+    assert rec["as_expected"] is True, f"{rec['verdict']}: {rec['reason']}"
+    assert rec["observed_victim"]["workload"] == "grower"
+    assert rec["docker"]["OOMKilled"] is True and rec["docker"]["exec_exit_codes"]["grower"] == 137
+    assert rec["docker"]["ExitCode"] == 0  # the protected main lived on, and exited when told to
+
+
+def test_container_end_explains_exec_deaths():
+    """The launcher tells the engine which deaths follow from the main process's OOM kill."""
+    (sc,) = resolve(["container-init-victim"], "docker")
+    launcher = DockerLauncher.__new__(DockerLauncher)
+    assert set(launcher.deaths_explained(sc, {"main"}, ["grower"])) == {"grower"}
+    # not when the victim was another workload: then a death is unexplained
+    assert launcher.deaths_explained(sc, {"grower"}, ["main"]) == {}
+    # not for a scenario without a main workload
+    (plain,) = resolve(["larger-of-two"], "docker")
+    assert launcher.deaths_explained(plain, {"big"}, ["grower"]) == {}
 
 
 @pytest.mark.docker
