@@ -597,22 +597,33 @@ def _candidates(sel: Selection, tp: int, era: Era, pkb: int, global_tp: int | No
 
 
 def _second_kill_note(ev: OomEvent, prev: OomEvent, era: Era) -> str | None:
-    if not prev.kills or ev.kind != "memcg" or prev.kind != "memcg" or ev.ts is None or prev.ts is None:
+    """A note when *ev* is a second kill before the previous victim's memory was freed.
+
+    Signs, all from the two reports: *ev* follows a kill within a second, no longer lists that
+    victim, the survivors did not grow back (so the memory the kernel needed is still the victim's),
+    and a memcg is still at its limit.  A second OOM after the survivors grew back is an ordinary
+    new OOM and gets no note.
+    """
+    if not prev.kills or ev.kind != prev.kind or ev.ts is None or prev.ts is None or ev.ts - prev.ts > 1.0:
         return None
-    if ev.ts - prev.ts > 1.0 or ev.memcg is None or ev.memcg.usage_kb is None:
-        return None
-    if ev.memcg.usage_kb < (ev.memcg.limit_kb or 0):
+    if ev.kind == "memcg" and (ev.memcg is None or ev.memcg.usage_kb is None
+                               or ev.memcg.usage_kb < (ev.memcg.limit_kb or 0)):
         return None
     listed = {r.pid for r in ev.table} | {r.tgid for r in ev.table}
     gone = [k for k in prev.kills if k.pid not in listed]
     if not gone or len(gone) < len(prev.kills):
         return None
+    before = {r.pid: r.rss for r in prev.table}
+    grew = sum(r.rss - before[r.pid] for r in ev.table if r.pid in before)
+    freed = sum(r.rss for r in prev.table if r.pid in {k.pid for k in gone})
+    if grew > max(freed // 2, 256):
+        return None
     who = ", ".join(f"{k.pid} ({k.name})" for k in gone)
     why = ("since 7.0 (a72f73c4dd9b, 'cgroup: Don't expose dead tasks in cgroup') the memcg scan skips a victim "
            "whose threads are all exiting, before its memory is freed" if era.scan_hides_exiting_victim else
            "the victim had left the task list (or was marked MMF_OOM_SKIP) before its memory was freed")
-    return (f"second kill {ev.ts - prev.ts:.3f}s after {who}: the memcg is still at its limit but that victim is no "
-            f"longer listed; {why}, so the kernel selected again instead of waiting")
+    return (f"second kill {ev.ts - prev.ts:.3f}s after {who}: it is no longer listed and the memory is still "
+            f"charged; {why}, so the kernel selected again instead of waiting")
 
 
 def analyze_all(events: Iterable[OomEvent], ctx: Context | None = None) -> list[Analysis]:

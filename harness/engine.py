@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .analysis import Context, analyze_all
-from .eras import ERA_BY_LABEL, era_for_version, parse_version
+from .eras import era_for_version, parse_version
 from .errors import HarnessError
 from .kmsg import KmsgCursor
 from .model import oom_score
@@ -677,30 +677,16 @@ def _judge(
 
 
 def second_kill_cause(docs: list[dict[str, Any]], first: dict[str, Any]) -> str:
-    """Why the kernel killed again, from the era and the second report itself."""
+    """Why the kernel killed again: the analysis of the second report says (see
+    ``analysis._second_kill_note``); without its note it was an ordinary new OOM."""
     if len(docs) < 2:
         return "one report named several victims"
     second = docs[1]
-    first_pids = {k["pid"] for k in first["kills"]}
-    listed = {c["pid"] for c in second["candidates"]}
-    gone = not (first_pids & listed)
-    era = ERA_BY_LABEL.get(first.get("era", ""))
-    before = {c["pid"]: c["rss"] for c in first["candidates"]}
-    common = [c for c in second["candidates"] if c["pid"] in before]
-    grew = sum(c["rss"] - before[c["pid"]] for c in common)
-    freed = sum(c["rss"] for c in first["candidates"] if c["pid"] in first_pids)
-    if common and grew > max(freed // 2, 256):
-        return (f"a new OOM: the survivors grew by {grew} pages after the first victim's memory was freed, and the "
-                "limit was reached again")
+    note = next((n for n in second["notes"] if n.startswith("second kill")), None)
+    cause = note or "a new OOM: the limit was reached again after the first victim's memory was freed"
     model = ("the second selection matches the model with the first victim gone" if second["verdict"] == "match"
              else f"the second selection: {second['verdict']}")
-    if gone and era is not None and era.scan_hides_exiting_victim:
-        return ("7.0+: the exiting first victim is hidden from the memcg scan before its memory is freed "
-                f"(a72f73c4dd9b), so the kernel selected again instead of waiting; {model}")
-    if gone:
-        return ("the first victim had left the task list (or was marked MMF_OOM_SKIP) before its memory was "
-                f"uncharged, so the kernel found no victim to wait for; {model}")
-    return f"the first victim was still listed: the kernel did not wait for it; {model}"
+    return f"{cause}; {model}"
 
 
 def _ours(ev: Any, root: Sandbox, pid_map: dict[int, str]) -> bool:
