@@ -28,38 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vm.image import build_initrd, minimal_initrd  # noqa: E402
 from vm.kernels import Kernel, get_kernel  # noqa: E402
-from vm.machine import BASE_CMDLINE, TCG_CPU, GuestVM, qemu_binary, qemu_version  # noqa: E402
+from vm.machine import BASE_CMDLINE, TCG_CPU, GuestVM, bare_qemu_cmd, qemu_version  # noqa: E402
 
 MARKER = "@@BARE@@"
 
 
 def bare_boot(kernel: Kernel, initrd: Path, mem_mb: int, timeout: float = 60.0) -> float:
     """Seconds from starting QEMU until /init's marker appears on the serial console."""
-    cmd = [
-        qemu_binary() or "qemu-system-x86_64",
-        "-M",
-        "pc",
-        "-accel",
-        "tcg",
-        "-cpu",
-        TCG_CPU,
-        "-m",
-        str(mem_mb),
-        "-smp",
-        "1",
-        "-nodefaults",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-serial",
-        "stdio",
-        "-kernel",
-        str(kernel.image),
-        "-initrd",
-        str(initrd),
-        "-append",
-        BASE_CMDLINE,
-    ]
+    cmd = bare_qemu_cmd(kernel, initrd, accel="tcg", mem_mb=mem_mb, serial="stdio")
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:

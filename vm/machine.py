@@ -107,6 +107,16 @@ def _die_with_parent() -> None:
 # --- accelerator choice ------------------------------------------------------------------------------
 
 
+def bare_qemu_cmd(kernel: Kernel, initrd: Path, *, accel: str, mem_mb: int, serial: str) -> list[str]:
+    """The plainest boot of *kernel* (one vCPU, no devices but the serial console): the KVM probe's
+    and the boot benchmark's baseline."""
+    cmd = [qemu_binary() or "qemu-system-x86_64", "-M", "pc", "-accel", accel]
+    if accel == "tcg":
+        cmd += ["-cpu", TCG_CPU]
+    return cmd + ["-m", str(mem_mb), "-smp", "1", "-nodefaults", "-display", "none", "-no-reboot",
+                  "-serial", serial, "-kernel", str(kernel.image), "-initrd", str(initrd), "-append", BASE_CMDLINE]
+
+
 def _probe_kvm(kernel: Kernel, bound: float = 8.0) -> tuple[bool, str]:
     """Boot ``kernel`` with a busybox initramfs under KVM; True if /init's marker shows in ``bound`` s."""
     from vm.image import minimal_initrd
@@ -115,29 +125,7 @@ def _probe_kvm(kernel: Kernel, bound: float = 8.0) -> tuple[bool, str]:
     initrd = minimal_initrd(marker)
     with tempfile.TemporaryDirectory(prefix="oomh-kvmprobe-") as td:
         con = Path(td) / "console.log"
-        cmd = [
-            qemu_binary() or "qemu-system-x86_64",
-            "-M",
-            "pc",
-            "-accel",
-            "kvm",
-            "-m",
-            "256",
-            "-smp",
-            "1",
-            "-nodefaults",
-            "-display",
-            "none",
-            "-no-reboot",
-            "-serial",
-            f"file:{con}",
-            "-kernel",
-            str(kernel.image),
-            "-initrd",
-            str(initrd),
-            "-append",
-            BASE_CMDLINE,
-        ]
+        cmd = bare_qemu_cmd(kernel, initrd, accel="kvm", mem_mb=256, serial=f"file:{con}")
         p = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_die_with_parent
         )
