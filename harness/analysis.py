@@ -23,7 +23,11 @@ from .eras import ERAS, Era, EraChoice, infer_era
 from .events import OomEvent, TaskRow
 from .model import Selection, Task, _pagetable_pages, oom_badness, oom_score, select_bad_process, totalpages_memcg
 
-__all__ = ["Context", "Analysis", "analyze", "analyze_all"]
+__all__ = ["Context", "Analysis", "analyze", "analyze_all", "EVENT_KEYS"]
+
+# Keys every event of `parse --json` carries (schema 1, documented in the README; kept stable).
+EVENT_KEYS = frozenset({"complete", "kind", "kernel", "era", "observed_victim", "predicted_victim", "verdict",
+                        "reason", "candidates"})
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import Context, analyze, analyze_all
+from harness.analysis import EVENT_KEYS, Context, analyze, analyze_all
 from harness.eras import ERAS, era_by_name, infer_era
 from harness.parser import parse_file, parse_text
 
@@ -288,17 +288,7 @@ def test_earlier_victim_in_the_table() -> None:
 
 # --- the JSON document ----------------------------------------------------------------------------
 
-REQUIRED = {
-    "complete",
-    "kind",
-    "kernel",
-    "era",
-    "observed_victim",
-    "predicted_victim",
-    "verdict",
-    "reason",
-    "candidates",
-}
+REQUIRED = EVENT_KEYS
 
 
 @pytest.mark.parametrize("path", sorted(SYN.glob("*.log")) + sorted(PUB.glob("*.log")) + [HOST], ids=lambda p: p.name)

@@ -7,19 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.analysis import EVENT_KEYS
+
 FIX = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent
-REQUIRED = {
-    "complete",
-    "kind",
-    "kernel",
-    "era",
-    "observed_victim",
-    "predicted_victim",
-    "verdict",
-    "reason",
-    "candidates",
-}
+REQUIRED = EVENT_KEYS
 
 
 def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
