@@ -472,10 +472,14 @@ class _Parser:
         if "Killed process" in text:
             k = _killed(text, ll.ts)
             if k is not None:
-                if ev.group_memcg is not None and ev.kills:
+                if ev.kills and ev.group_memcg is None and any(not x.shared_mm for x in ev.kills):
+                    # Not an oom.group member (those follow the "Tasks in ... oom.group" line): the
+                    # kill of a later OOM whose report the kernel's ratelimit suppressed.
+                    b = self._new(ll, self._key_of(b), None)
+                    ev = b.ev
+                    self._line(b, ll)
+                elif ev.group_memcg is not None and ev.kills:
                     k.group = True
-                elif ev.kills and any(not x.group and not x.shared_mm for x in ev.kills):
-                    k.group = True  # a second Killed line in one report: an oom.group member
                 ev.kills.append(k)
                 if k.message and "oom_kill_allocating_task" in k.message:
                     ev.allocating_task_kill = True

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.analysis import analyze_all
 from harness.logformat import normalize
 from harness.parser import LogReadError, parse_file, parse_lines, parse_stream, parse_text
 
@@ -560,3 +561,18 @@ def test_parse_file_invalid_utf8(tmp_path: Path) -> None:
     p.write_bytes(b"\xff\xfe\x80" + (SYN / "7.0-global-adj-percent-d.log").read_bytes() + b"\xc3\x28\n")
     evs = list(parse_file(str(p)))
     assert len(evs) == 1 and evs[0].first_kill.pid == 14002
+
+
+def test_ratelimited_kills_after_a_report_are_their_own_events():
+    """Past the kernel's report ratelimit only "Killed process" lines are printed.  Following a
+    complete report they are later OOMs (header suppressed), not oom.group members of that one."""
+    host = (FIX / "host" / "6.18-memcg-v1-probe.log").read_text()
+    later = ("[  100.000001] Memory cgroup out of memory: Killed process 4242 (big) total-vm:46796kB, "
+             "anon-rss:35456kB, file-rss:6080kB, shmem-rss:0kB, UID:0 pgtables:132kB oom_score_adj:0\n")
+    events = parse_text(host + later)
+    assert len(events) == 2
+    assert [k.pid for k in events[0].kills] == [1913]
+    assert [k.pid for k in events[1].kills] == [4242] and not events[1].kills[0].group
+    assert events[1].trigger is None and not events[1].complete
+    d = analyze_all(events)[1].to_dict()
+    assert d["verdict"] == "undecidable" and "suppressed" in d["reason"]
