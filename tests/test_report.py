@@ -258,8 +258,11 @@ def _real_runs() -> list[Path]:
         if (d / "env.json").is_file() and (d / "verdicts.jsonl").is_file():
             env = json.loads((d / "env.json").read_text())
             out.append((env.get("backend"), d))
-    host = [d for b, d in out if b == "host" and (d / "summary.json").is_file()]
-    vm = [d for b, d in out if b == "vm" and (d / "summary.json").is_file()]
+    def usable(d: Path) -> bool:  # complete, and with the three rows the test cuts from
+        return (d / "summary.json").is_file() and len((d / "verdicts.jsonl").read_text().splitlines()) >= 3
+
+    host = [d for b, d in out if b == "host" and usable(d)]
+    vm = [d for b, d in out if b == "vm" and usable(d)]
     return [host[-1], vm[-1]] if host and vm else []
 
 
