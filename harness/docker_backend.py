@@ -59,7 +59,7 @@ from typing import Any
 
 from .engine import EngineOptions, Launcher, protect_self, run_scenario
 from .errors import HarnessError
-from .sandbox import PREFIX, Sandbox, detect_layout, kill_cgroup_tree
+from .sandbox import PREFIX, Sandbox, detect_layout, harness_alive, kill_cgroup_tree
 from .scenario import Scenario, Workload
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -427,7 +427,7 @@ def sweep_stale() -> list[str]:
         with contextlib.suppress(OSError):
             for n in os.listdir(base):
                 m = re.fullmatch(re.escape(PREFIX) + r"(\d+)-docker", n)
-                if m and not _pid_exists(int(m.group(1))) and not _daemon_dirs_of(int(m.group(1))):
+                if m and not harness_alive(int(m.group(1))) and not _daemon_dirs_of(int(m.group(1))):
                     with contextlib.suppress(HarnessError):
                         kill_cgroup_tree(os.path.join(base, n))
                         removed.append(os.path.join(base, n))
@@ -444,18 +444,6 @@ def _lock_is_free(d: str) -> bool:
         return False
     except OSError:
         return True  # no lock file: a half-created dir of a harness killed at once
-
-
-def _pid_exists(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _daemon_dirs_of(pid: int) -> list[str]:

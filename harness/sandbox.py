@@ -353,7 +353,7 @@ def sweep_stale(layout: CgroupLayout | None = None) -> list[str]:
         if not m:
             continue
         pid = int(m.group(1))
-        if pid == os.getpid() or _alive(pid):
+        if harness_alive(pid):
             continue
         p = os.path.join(layout.own_dir, n)
         try:
@@ -434,7 +434,7 @@ def sweep_stale_files(tmp: str = "/tmp") -> list[str]:
         if not m:
             continue
         pid = int(m.group(1))
-        if pid == os.getpid() or _alive(pid):
+        if harness_alive(pid):
             continue
         path = os.path.join(tmp, n)
         shutil.rmtree(path, ignore_errors=True)
@@ -443,7 +443,11 @@ def sweep_stale_files(tmp: str = "/tmp") -> list[str]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def harness_alive(pid: int) -> bool:
+    """Is ``pid`` a running harness (this one included)?  Its liveness lock decides; without one,
+    a live pid whose command line is not a harness's is a recycled pid, i.e. the harness is gone."""
+    if pid == os.getpid():
+        return True
     state = _lock_state(pid)
     if state is not None:
         return state
