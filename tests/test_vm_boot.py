@@ -158,3 +158,82 @@ def test_numa_and_swap(kernel, leak_check):
         assert "node0" in nodes and "node1" in nodes
         swaps = vm.exec(["cat", "/proc/swaps"], 30).stdout
         assert "/dev/vda" in swaps
+
+
+# --- boot snapshots (vm.bootstate) ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def private_snapshots(tmp_path, monkeypatch):
+    """Snapshots of this test only (the user's cache is neither used nor touched)."""
+    from vm import bootstate
+
+    d = tmp_path / "bootstate"
+    monkeypatch.setattr(bootstate, "snapshots_dir", lambda: d)
+    return d
+
+
+def test_first_boot_saves_a_snapshot_and_the_next_vm_resumes_it(kernel, leak_check, private_snapshots):
+    from vm import bootstate
+    from vm.machine import GuestVM
+
+    shape = {"accel": "tcg", "mem_mb": 384, "numa_nodes": 2, "swap_mb": 32, "snapshot": True}
+    with GuestVM(kernel, **shape) as cold:
+        leak_check(cold)
+        assert cold.resumed_from is None
+        key = cold.snapshot_key()
+        state = bootstate.lookup(key)
+        assert state is not None and state.swap_file is not None, "first boot saved no snapshot"
+        assert cold.exec(["uname", "-r"], 30).stdout.strip() == kernel.release  # goes on after the save
+    with GuestVM(kernel, **shape) as warm:
+        leak_check(warm)
+        assert warm.resumed_from == key
+        assert warm.ready_info["release"] == kernel.release
+        # the state of "agent ready" on the first boot: modules, swap, NUMA, controllers, protections
+        assert "/dev/vda" in warm.exec(["cat", "/proc/swaps"], 30).stdout
+        assert "node1" in warm.exec(["ls", "/sys/devices/system/node"], 30).stdout.split()
+        assert "memory" in warm.exec(["cat", "/sys/fs/cgroup/cgroup.subtree_control"], 30).stdout.split()
+        assert warm.exec(["sh", "-c", "cat /proc/$PPID/oom_score_adj"], 30).stdout.strip() == "-1000"
+        r = warm.exec(["python3", "-c", "import psutil; print(psutil.swap_memory().total >> 20)"], 60)
+        assert r.ok and int(r.stdout) > 0, r.stderr
+        # the console reads as one boot: the first boot's messages, a marker, then the new output
+        console = warm.console_text()
+        assert "@@OOMH-INIT@@" in console and f"resumed from boot snapshot {key}" in console
+        warm.exec(["sh", "-c", "echo after-resume > /dev/kmsg"], 10)
+        assert "after-resume" in warm.console_text() or "after-resume" in warm.exec(["dmesg"], 30).stdout
+
+
+def test_snapshot_that_does_not_resume_is_replaced_by_a_cold_boot(kernel, leak_check, private_snapshots, capfd):
+    from vm import bootstate
+    from vm.machine import GuestVM
+
+    with GuestVM(kernel, accel="tcg", snapshot=True) as first:
+        leak_check(first)
+        key = first.snapshot_key()
+    state = bootstate.lookup(key)
+    assert state is not None
+    with open(state.state_file, "r+b") as f:  # a damaged stream: QEMU refuses it and exits
+        f.seek(0)
+        f.write(b"\0" * 64)
+    with GuestVM(kernel, accel="tcg", snapshot=True) as vm:
+        leak_check(vm)
+        assert vm.resumed_from is None
+        assert vm.exec(["true"], 10).ok
+    assert "did not resume" in capfd.readouterr().err
+    again = bootstate.lookup(key)
+    assert again is not None, "the cold boot saved a good snapshot again"
+    with GuestVM(kernel, accel="tcg", snapshot=True) as vm:
+        leak_check(vm)
+        assert vm.resumed_from == key
+
+
+def test_cold_boot_when_snapshots_are_off(kernel, leak_check, private_snapshots, monkeypatch):
+    from vm.machine import GuestVM
+
+    monkeypatch.setenv("OOM_HARNESS_VM_SNAPSHOT", "0")
+    for _ in range(2):
+        with GuestVM(kernel, accel="tcg") as vm:
+            leak_check(vm)
+            assert vm.resumed_from is None and not vm.snapshot
+            assert "-qmp" not in (Path(vm.tmpdir) / "qemu.cmd").read_text()
+    assert not private_snapshots.exists() or not any(private_snapshots.iterdir())

@@ -217,3 +217,54 @@ def test_unknown_version_is_a_one_line_kernel_error():
     with pytest.raises(kernels.KernelError) as ei:
         kernels.get_kernel("banana")
     assert "\n" not in str(ei.value)
+
+
+# --- boot snapshot bookkeeping (vm.bootstate; no VM needed) ---------------------------------------------
+
+
+def test_snapshot_key_changes_with_what_decides_the_guest_state(tmp_path):
+    from vm.bootstate import state_key
+
+    k, i = tmp_path / "vmlinux", tmp_path / "initrd"
+    k.write_bytes(b"k")
+    i.write_bytes(b"i")
+    base = state_key(["-m", "512"], [k, i], "7.2")
+    assert base == state_key(["-m", "512"], [k, i], "7.2")
+    assert base != state_key(["-m", "1024"], [k, i], "7.2")
+    assert base != state_key(["-m", "512"], [k, i], "8.0")
+    i.write_bytes(b"i2")  # a rebuilt initramfs
+    assert base != state_key(["-m", "512"], [k, i], "7.2")
+
+
+def test_prune_keeps_the_most_recently_used_and_removes_stale_saves(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from vm import bootstate
+
+    monkeypatch.setattr(bootstate, "snapshots_dir", lambda: tmp_path)
+    now = time.time()
+    for n in range(5):
+        d = tmp_path / f"key{n}"
+        d.mkdir()
+        os.utime(d, (now - 100 + n, now - 100 + n))
+    stale, fresh = tmp_path / ".key9.abc.tmp", tmp_path / ".key8.def.tmp"
+    orphan = tmp_path / ".key7.ghi.tmp"  # a save whose harness was SIGKILLed a moment ago
+    for d in (stale, fresh, orphan):
+        d.mkdir()
+    (fresh / bootstate.OWNER).write_text(str(os.getpid()))
+    (orphan / bootstate.OWNER).write_text("999999999")
+    os.utime(stale, (now - 3600, now - 3600))
+    bootstate.BootState("key0", tmp_path / "key0").touch()  # just used: kept
+    bootstate.prune(keep=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".key8.def.tmp", "key0", "key4"]
+
+
+def test_snapshots_can_be_switched_off(monkeypatch):
+    from vm import bootstate
+
+    monkeypatch.delenv("OOM_HARNESS_VM_SNAPSHOT", raising=False)
+    assert bootstate.enabled()
+    for off in ("0", "off", "no"):
+        monkeypatch.setenv("OOM_HARNESS_VM_SNAPSHOT", off)
+        assert not bootstate.enabled()
