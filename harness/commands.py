@@ -220,7 +220,8 @@ def _runner(args: argparse.Namespace) -> Any:
     if args.backend == "vm":
         from vm.runner import VmRunner
 
-        return VmRunner(args.kernel or "6.12", accel=args.accel, modules=getattr(args, "modules", None))
+        return VmRunner(args.kernel or "6.12", accel=args.accel, modules=getattr(args, "modules", None),
+                        cold_boot=getattr(args, "cold_boot", False))
     if args.backend == "docker":
         from .docker_backend import DockerRunner
 
@@ -275,6 +276,13 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
         removed += sweep_docker()
     except ImportError:
         pass
+    try:
+        from vm import bootstate
+
+        # unfinished saves of killed runs (and, on request, every saved boot snapshot)
+        removed += bootstate.prune(keep=0 if args.snapshots else None)
+    except ImportError:
+        pass
     for p in removed:
         print(f"removed {p}")
     print(f"{len(removed)} item(s) removed" if removed else "nothing left behind by earlier runs")
@@ -303,6 +311,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--kernel", help="VM kernel: 5.10, 6.1, 6.12, 7.2, a release, or a bzImage/vmlinux path")
     p.add_argument("--modules", help="modules folder (lib/modules/<release>) for a --kernel you built yourself")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="QEMU accelerator (VM backend)")
+    p.add_argument("--cold-boot", action="store_true",
+                   help="boot every VM from scratch instead of resuming the saved boot snapshot of its shape")
     p.add_argument("--results", default=os.environ.get("OOM_HARNESS_RESULTS", "results"), help="results folder")
     p.add_argument("--repeat", type=int, default=1, help="run every scenario N times")
     p.add_argument("--json", action="store_true", help="print the verdict rows as JSON")
@@ -316,6 +326,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("cleanup", help="remove cgroups, VMs and temp files left by killed runs")
+    p.add_argument("--snapshots", action="store_true", help="also delete every saved VM boot snapshot")
     p.set_defaults(func=_cmd_cleanup)
 
     p = sub.add_parser("kernels", help="list VM kernels available from Debian and cached here")

@@ -85,7 +85,7 @@ def _run_one(label: str, scenarios: list[Any], args: argparse.Namespace) -> str:
     from .commands import _runner, record_run
 
     ns = argparse.Namespace(backend=_label_backend(label), kernel=None if label == "host" else label,
-                            accel=args.accel)
+                            accel=args.accel, cold_boot=args.cold_boot)
     where, _rows = record_run(_runner(ns), scenarios * args.repeat, args.results, ns.backend)
     return where
 
@@ -160,6 +160,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--plot-scenario", action="append", metavar="NAME",
                    help="draw the points-per-task plot only for this scenario (repeatable; default: all)")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="QEMU accelerator")
+    p.add_argument("--cold-boot", action="store_true", help="boot every VM from scratch (no boot snapshots)")
     p.add_argument("--repeat", type=int, default=1, help="run every scenario N times per kernel")
     p.set_defaults(func=_cmd_compare)
 

@@ -32,7 +32,8 @@ def vm_shape(sc: Scenario) -> tuple[int, int, int, int]:
 
 
 class VmRunner:
-    def __init__(self, kernel: str, accel: str = "auto", modules: str | None = None) -> None:
+    def __init__(self, kernel: str, accel: str = "auto", modules: str | None = None, cold_boot: bool = False) -> None:
+        """``cold_boot``: boot every VM afresh rather than resume the boot snapshot of its shape."""
         import shutil
 
         if shutil.which("qemu-system-x86_64") is None:
@@ -41,6 +42,7 @@ class VmRunner:
         self.kernel_arg = kernel
         self.label = kernel if "/" not in kernel else "custom"
         self.accel = accel
+        self.snapshot = False if cold_boot else None  # None: vm.bootstate decides (on unless switched off)
         print(f"resolving kernel {kernel} ...", file=sys.stderr, flush=True)
         try:
             self.kernel = get_kernel(kernel, modules)
@@ -73,14 +75,17 @@ class VmRunner:
         mem, numa, swap, smp = shape
         t0 = time.monotonic()
         try:
-            vm = GuestVM(self.kernel, mem_mb=mem, numa_nodes=numa, swap_mb=swap, smp=smp, accel=self.accel)
+            vm = GuestVM(self.kernel, mem_mb=mem, numa_nodes=numa, swap_mb=swap, smp=smp, accel=self.accel,
+                         snapshot=self.snapshot)
             vm.__enter__()
         except GuestError as e:
             sc = queue.pop(0)
             yield sc, self._error(sc, f"guest failed to boot: {e}", getattr(e, "console_tail", ""))
             return
-        self.boots.append({"shape": shape, "boot_s": round(time.monotonic() - t0, 3), "accel": vm.accel_used})
-        print(f"  booted {self.kernel.release} ({vm.accel_used}, {mem} MiB, {numa} node(s), swap {swap} MiB) "
+        self.boots.append({"shape": shape, "boot_s": round(time.monotonic() - t0, 3), "accel": vm.accel_used,
+                           "resumed_from": vm.resumed_from})
+        how = "resumed" if vm.resumed_from else "booted"
+        print(f"  {how} {self.kernel.release} ({vm.accel_used}, {mem} MiB, {numa} node(s), swap {swap} MiB) "
               f"in {vm.boot_seconds:.2f}s", file=sys.stderr, flush=True)
         try:
             vm.exec(["mkdir", "-p", GUEST_DIR], 10)
@@ -90,6 +95,7 @@ class VmRunner:
                 rec = self._run_one(vm, sc)
                 rec.setdefault("vm", {})["boot_s"] = round(vm.boot_seconds, 3)
                 rec["vm"]["accel"] = vm.accel_used
+                rec["vm"]["resumed_from_snapshot"] = vm.resumed_from
                 yield sc, rec
                 if rec.get("guest_lost"):
                     return  # the next scenario needs a fresh boot
