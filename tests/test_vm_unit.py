@@ -268,3 +268,29 @@ def test_snapshots_can_be_switched_off(monkeypatch):
     for off in ("0", "off", "no"):
         monkeypatch.setenv("OOM_HARNESS_VM_SNAPSHOT", off)
         assert not bootstate.enabled()
+
+
+def test_cleanup_removes_unfinished_saves_and_on_request_every_snapshot(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent
+    snaps = tmp_path / "bootstate"
+    (snaps / "k1").mkdir(parents=True)
+    orphan = snaps / ".k2.abcd.tmp"  # a save whose harness was SIGKILLed
+    orphan.mkdir()
+    (orphan / "owner").write_text("999999999")
+    env = {**os.environ, "OOM_HARNESS_CACHE": str(tmp_path)}
+
+    def cleanup(*args: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "harness", "cleanup", *args], cwd=root, env=env,
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert str(orphan) in cleanup()
+    assert sorted(p.name for p in snaps.iterdir()) == ["k1"]
+    assert str(snaps / "k1") in cleanup("--snapshots")
+    assert list(snaps.iterdir()) == []
