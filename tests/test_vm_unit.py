@@ -294,3 +294,38 @@ def test_cleanup_removes_unfinished_saves_and_on_request_every_snapshot(tmp_path
     assert sorted(p.name for p in snaps.iterdir()) == ["k1"]
     assert str(snaps / "k1") in cleanup("--snapshots")
     assert list(snaps.iterdir()) == []
+
+
+def test_prune_spares_the_unfinished_save_of_another_live_process(tmp_path, monkeypatch):
+    """GuestVM used as a library (no harness command line) saving at the same moment as a harness:
+    its liveness lock, taken by ``bootstate.save``, is what keeps another process's prune away."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from vm import bootstate
+
+    monkeypatch.setattr(bootstate, "snapshots_dir", lambda: tmp_path)
+    root = str(Path(__file__).parent.parent)
+    script_dir = Path(tempfile.mkdtemp(prefix="libuser-"))  # not under tmp_path, whose name says "pytest"
+    script = script_dir / "library_user.py"  # a command line that does not say "harness"
+    script.write_text(
+        "from harness.sandbox import hold_liveness_lock\nhold_liveness_lock()\nprint('ok', flush=True)\ninput()\n"
+    )
+    other = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                             cwd=root, env={**os.environ, "PYTHONPATH": root})
+    saving = tmp_path / ".key.abc.tmp"
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "ok"
+        saving.mkdir()
+        (saving / bootstate.OWNER).write_text(str(other.pid))
+        bootstate.prune()
+        assert saving.exists()
+    finally:
+        other.communicate("\n", timeout=10)
+        shutil.rmtree(script_dir, ignore_errors=True)
+    bootstate.prune()  # its owner is gone now
+    assert not saving.exists()

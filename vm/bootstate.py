@@ -146,11 +146,14 @@ def save(
     """
     from qemu.qmp.legacy import QEMUMonitorProtocol  # only the first boot of a shape needs QMP
 
+    from harness.sandbox import hold_liveness_lock
+
     mon = QEMUMonitorProtocol(str(qmp_socket))
     try:
         mon.connect()
         mon.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
         with atomic_dir(snapshots_dir() / key) as tmp:
+            hold_liveness_lock()  # so that another harness's prune() can tell this save is alive
             (tmp / OWNER).write_text(str(os.getpid()))
             mon.cmd("migrate", uri=f"exec:cat > {shlex.quote(str(tmp / STATE))}")
             deadline = time.monotonic() + timeout
