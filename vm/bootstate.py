@@ -149,6 +149,7 @@ def save(
     from harness.sandbox import hold_liveness_lock
 
     mon = QEMUMonitorProtocol(str(qmp_socket))
+    mon.settimeout(10.0)  # each QMP exchange: a QEMU that stops answering must not hang the harness
     try:
         mon.connect()
         mon.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
