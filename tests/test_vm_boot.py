@@ -238,3 +238,41 @@ def test_cold_boot_when_snapshots_are_off(kernel, leak_check, private_snapshots,
             assert vm.resumed_from is None and not vm.snapshot
             assert "-qmp" not in (Path(vm.tmpdir) / "qemu.cmd").read_text()
     assert not private_snapshots.exists() or not any(private_snapshots.iterdir())
+
+
+def test_run_module_forks_from_the_warm_agent_like_python_dash_m(kernel, leak_check):
+    """``run_module`` behaves as ``python3 -m`` would (argv, env, exit code, stderr, OOM score, timeout),
+    without starting an interpreter."""
+    from vm.machine import GuestVM
+
+    with GuestVM(kernel, accel="tcg", preload=("harness.guest",)) as vm:
+        leak_check(vm)
+        main = (
+            "import os, sys\n"
+            "print(sys.argv[1:], os.environ.get('FOO'), open('/proc/self/oom_score_adj').read().strip(),\n"
+            "      'harness.engine' in sys.modules, os.getppid() != 1)\n"
+            "if sys.argv[1:] == ['boom']:\n"
+            "    raise RuntimeError('boom')\n"
+            "if sys.argv[1:] == ['pipe']:\n"  # a dead reader: BrokenPipeError, as in python3 -m (no SIGPIPE)
+            "    import subprocess; p = subprocess.Popen(['true'], stdin=subprocess.PIPE); p.wait()\n"
+            "    try:\n"
+            "        p.stdin.write(b'x' * 100000); p.stdin.flush()\n"
+            "    except BrokenPipeError:\n"
+            "        sys.exit(4)\n"
+            "if sys.argv[1:] == ['sleep']:\n"
+            "    import time; time.sleep(100)\n"
+            "sys.exit(3)\n"
+        )
+        vm.write_file("/opt/oom-harness/oomh_probe/__init__.py", b"")
+        vm.write_file("/opt/oom-harness/oomh_probe/__main__.py", main.encode())
+        r = vm.run_module("oomh_probe", ["a", "b"], 30, env={"FOO": "bar"}, oom_score_adj=7)
+        assert r.rc == 3 and r.stdout.split() == ["['a',", "'b']", "bar", "7", "True", "True"], r
+        r = vm.run_module("oomh_probe", ["boom"], 30)
+        assert r.rc == 1 and "RuntimeError: boom" in r.stderr
+        r = vm.run_module("oomh_probe", ["pipe"], 30)
+        assert r.rc == 4, r
+        r = vm.run_module("oomh_probe", ["sleep"], 2)
+        assert r.timed_out
+        r = vm.run_module("no_such_module_here", [], 30)
+        assert r.rc == 1 and "No module named" in r.stderr
+        assert vm.exec(["sh", "-c", "cat /proc/$PPID/oom_score_adj"], 30).stdout.strip() == "-1000"  # agent intact
