@@ -191,6 +191,8 @@ def _run_module(module: str, args: list[str], env: dict) -> int:
     os.environ.clear()
     os.environ.update(env)
     sys.argv = [module, *args]
+    if sys.path and sys.path[0] == os.path.dirname(os.path.abspath(__file__)):
+        sys.path[0] = os.getcwd()  # python3 -m puts the working directory first, not the agent's folder
     try:
         with warnings.catch_warnings():
             # "found in sys.modules ... prior to execution": exactly the point of preloading it
