@@ -380,11 +380,10 @@ class GuestVM:
 
     def snapshot_key(self) -> str:
         """Key of the state this machine's boot reaches (see :func:`vm.bootstate.state_key`)."""
-        assert self.initrd is not None
+        assert self.initrd is not None and self.accel_used is not None, "the key of a VM being started"
         swap = Path("@swap@") if self.swap_mb > 0 else None
         args = self.qemu_args(self.initrd, Path("@console@"), Path("@agent@"), swap)
         args += [f"@swap_mb={self.swap_mb}", f"@preload={','.join(self.preload)}"]
-        self.accel_used = self.accel_used or choose_accel(self.kernel, self.accel)
         return bootstate.state_key(args, [Path(self.kernel.image), self.initrd], qemu_version())
 
     def _reset(self) -> None:
@@ -603,9 +602,10 @@ class GuestVM:
         stdin: str | None = None,
         oom_score_adj: int = 0,
     ) -> ExecResult:
-        """Like ``exec(["python3", "-m", module, *args])``, but forked from the agent's interpreter
-        with ``module`` (and the ``preload`` modules) already imported: no interpreter start, no
-        imports (~1 s per call under TCG otherwise).  Same session, timeout and OOM-score rules."""
+        """Like ``exec(["python3", "-m", module, *args])``, but forked from the agent's interpreter, in
+        which the ``preload`` modules are already imported: no interpreter start and, for a preloaded
+        module, no imports (~1 s per call under TCG otherwise; a module not preloaded is imported in
+        the child).  Same session, timeout and OOM-score rules."""
         return self._exec({"module": module, "argv": list(args)}, timeout, env, cwd, stdin, oom_score_adj)
 
     def _exec(
