@@ -9,9 +9,10 @@ takes ~0.1-0.2 s, a tenth of even a bare boot to a shell.
 
 What a resumed guest shares with its first boot: the kernel, its command line, the initramfs, the
 devices and all of guest RAM, i.e. exactly the state it had at "agent ready" (modules loaded, swap
-on, cgroup controllers enabled, the agent's ``preload`` imports done, no scenario run yet).  What a test could notice: the guest clock goes
-on from the snapshot's uptime, and every resume starts from the same RNG state (so runs repeat
-more exactly, not less).  ``--cold-boot`` (or ``OOM_HARNESS_VM_SNAPSHOT=0``) boots every VM afresh.
+on, cgroup controllers enabled, the agent's ``preload`` imports done, no scenario run yet).  What a
+test could notice: the guest clock goes on from the snapshot's uptime, and every resume starts from
+the same RNG state (so runs repeat more exactly, not less).  ``--cold-boot`` (or
+``OOM_HARNESS_VM_SNAPSHOT=0``) boots every VM afresh.
 
 A snapshot is keyed by a hash of everything that decides that state: the QEMU command line (with
 the per-run paths replaced by placeholders), QEMU's version, and the kernel image and initramfs
