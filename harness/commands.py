@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from .errors import HarnessError
-from .render import table
+from .render import candidate_table, table
 
 
 @contextmanager
@@ -241,21 +241,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         f"{doc['scope']}: {doc['tasks']} task(s), totalpages {doc['totalpages']} ({doc['totalpages_note']}), "
         f"kernel {doc['kernel']}, era {doc['era']}"
     )
-    rows = [
-        [
-            c["rank"] or "-",
-            c["pid"],
-            c["name"],
-            c["points"] if c["eligible"] else "inelig.",
-            c["rss"],
-            c["swapents"],
-            c["oom_score_adj"],
-            c["oom_score_model"],
-            c["oom_score_kernel"],
-        ]
-        for c in doc["candidates"][: args.top]
-    ]
-    print(table(["rank", "pid", "name", "points", "rss", "swap", "adj", "oom_score(model)", "oom_score(kernel)"], rows))
+    tail = [("adj", "oom_score_adj"), ("oom_score(model)", "oom_score_model"),
+            ("oom_score(kernel)", "oom_score_kernel")]
+    print(candidate_table(doc["candidates"][: args.top], tail))
     nxt = doc.get("next_victim")
     print(f"next victim: {nxt['pid']} ({nxt['name']}), {doc['why']}" if nxt else "no eligible task")
     if doc.get("disagreements"):

@@ -53,21 +53,9 @@ def analysis_text(d: dict[str, Any], source: str = "", max_rows: int = 15) -> st
     )
     cands = d.get("candidates") or []
     if cands:
-        rows = [
-            [
-                c["rank"] or "-",
-                c["pid"],
-                c["name"],
-                c["points"] if c["eligible"] else "inelig.",
-                c["rss"],
-                c["swapents"],
-                c["pagetables"],
-                c["oom_score_adj"],
-                c["oom_score"],
-            ]
-            for c in cands[:max_rows]
-        ]
-        body = table(["rank", "pid", "name", "points", "rss", "swap", "pgtbl", "adj", "oom_score"], rows)
+        body = candidate_table(
+            cands[:max_rows], [("pgtbl", "pagetables"), ("adj", "oom_score_adj"), ("oom_score", "oom_score")]
+        )
         lines.extend("  " + x for x in body.splitlines())
         if len(cands) > max_rows:
             lines.append(f"  ... {len(cands) - max_rows} more")
@@ -80,6 +68,17 @@ def analysis_text(d: dict[str, Any], source: str = "", max_rows: int = 15) -> st
     for n in d.get("notes") or []:
         lines.append(f"  note: {n}")
     return "\n".join(lines)
+
+
+def candidate_table(cands: list[dict[str, Any]], tail: list[tuple[str, str]]) -> str:
+    """The ranked-candidates table (``parse`` and ``predict`` print it): rank, pid, name, points
+    ("inelig." for an ineligible task), rss, swap, then the ``(header, key)`` columns of ``tail``."""
+    rows = [
+        [c["rank"] or "-", c["pid"], c["name"], c["points"] if c["eligible"] else "inelig.", c["rss"], c["swapents"]]
+        + [c[key] for _, key in tail]
+        for c in cands
+    ]
+    return table(["rank", "pid", "name", "points", "rss", "swap", *(h for h, _ in tail)], rows)
 
 
 def _who(w: dict[str, Any] | None) -> str:

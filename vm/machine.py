@@ -586,33 +586,14 @@ class GuestVM:
         cwd: str | None = None,
         stdin: str | None = None,
         oom_score_adj: int = 0,
+        module: str | None = None,
     ) -> ExecResult:
         """Run ``argv`` in the guest.  The agent kills it after ``timeout`` s (``timed_out=True``);
-        no answer within ``timeout + hang_grace`` raises :class:`GuestHung`, a crash :class:`GuestPanic`."""
-        return self._exec({"argv": list(argv)}, timeout, env, cwd, stdin, oom_score_adj)
-
-    def run_module(
-        self,
-        module: str,
-        args: list[str],
-        timeout: float = 60.0,
-        *,
-        env: dict[str, str] | None = None,
-        cwd: str | None = None,
-        stdin: str | None = None,
-        oom_score_adj: int = 0,
-    ) -> ExecResult:
-        """Like ``exec(["python3", "-m", module, *args])``, but forked from the agent's interpreter, in
-        which the ``preload`` modules are already imported: no interpreter start and, for a preloaded
-        module, no imports (~1 s per call under TCG otherwise; a module not preloaded is imported in
-        the child).  Same session, timeout and OOM-score rules."""
-        return self._exec({"module": module, "argv": list(args)}, timeout, env, cwd, stdin, oom_score_adj)
-
-    def _exec(
-        self, what: dict[str, Any], timeout: float, env: dict[str, str] | None, cwd: str | None, stdin: str | None,
-        oom_score_adj: int,
-    ) -> ExecResult:
-        req: dict[str, Any] = {"op": "exec", **what, "timeout": timeout, "oom_score_adj": oom_score_adj}
+        no answer within ``timeout + hang_grace`` raises :class:`GuestHung`, a crash :class:`GuestPanic`.
+        With ``module``, ``argv`` are its arguments: see :meth:`run_module`."""
+        req: dict[str, Any] = {"op": "exec", "argv": list(argv), "timeout": timeout, "oom_score_adj": oom_score_adj}
+        if module is not None:
+            req["module"] = module
         if env:
             req["env"] = env
         if cwd:
@@ -621,6 +602,13 @@ class GuestVM:
             req["stdin"] = stdin
         r = self.request(req, timeout + self.hang_grace)
         return ExecResult(int(r["rc"]), r["stdout"], r["stderr"], bool(r["timed_out"]), float(r["seconds"]))
+
+    def run_module(self, module: str, args: list[str], timeout: float = 60.0, **kw: Any) -> ExecResult:
+        """Like ``exec(["python3", "-m", module, *args])``, but forked from the agent's interpreter, in
+        which the ``preload`` modules are already imported: no interpreter start and, for a preloaded
+        module, no imports (~1 s per call under TCG otherwise; a module not preloaded is imported in
+        the child).  Same session, timeout and OOM-score rules; ``kw`` as for :meth:`exec`."""
+        return self.exec(args, timeout, module=module, **kw)
 
     def python(self, code: str, timeout: float = 60.0, **kw: Any) -> ExecResult:
         """Run ``python3 -c code`` in the guest (the project is importable)."""
