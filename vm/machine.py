@@ -512,7 +512,11 @@ class GuestVM:
         text = self.console_text()
         if cls is not GuestPanic and PANIC_RE.search(text):
             cls, msg = GuestPanic, f"guest kernel panicked ({msg})"
-        err = cls(msg, "\n".join(text.splitlines()[-40:]))
+        lines = text.splitlines()
+        start = len(lines) - 40
+        if cls is GuestPanic:  # the panic's own line, even when its backtrace is longer than the tail
+            start = min(start, max((i for i, ln in enumerate(lines) if PANIC_RE.search(ln)), default=start))
+        err = cls(msg, "\n".join(lines[max(start, 0):]))
         self._dead = err
         return err
 
