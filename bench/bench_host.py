@@ -26,9 +26,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness.engine import EngineOptions, _hog_python, run_scenario, warm_up  # noqa: E402
-from harness.sandbox import detect_layout  # noqa: E402
-from harness.scenario import catalogue, resolve  # noqa: E402
+from harness.machine.engine import EngineOptions, _hog_python, run_scenario, warm_up  # noqa: E402
+from harness.machine.sandbox import detect_layout  # noqa: E402
+from harness.machine.scenario import catalogue, resolve  # noqa: E402
 
 BARE_HOG = (
     "import mmap,ctypes\n"

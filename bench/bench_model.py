@@ -3,7 +3,7 @@
 Figures (median of ``--repeats`` runs, 20 by default, after one warm-up call):
 
 * ``select_bad_process <era>``: ``select_bad_process()`` (which calls ``oom_badness()`` per task
-  and ranks every candidate) over 10,000 tasks, once per era of :data:`harness.eras.ERAS`;
+  and ranks every candidate) over 10,000 tasks, once per era of :data:`harness.core.eras.ERAS`;
   target < 50 ms each;
 * ``oom_badness x N <era>``: the scoring function alone over the same tasks (information);
 * ``analyze global|memcg``: ``analyze()`` of a parsed report whose task table has 10,000 rows -
@@ -27,10 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _util import Row, _Envelope, default_out, oom_report, print_table, time_median, write_json  # noqa: E402
 
-from harness.analysis import Context, analyze  # noqa: E402
-from harness.eras import ERAS, era_by_name  # noqa: E402
-from harness.model import Task, oom_badness, select_bad_process  # noqa: E402
-from harness.parser import parse_text  # noqa: E402
+from harness.core.analysis import Context, analyze  # noqa: E402
+from harness.core.eras import ERAS, era_by_name  # noqa: E402
+from harness.core.model import Task, oom_badness, select_bad_process  # noqa: E402
+from harness.core.parser import parse_text  # noqa: E402
 
 NAME = "model"
 TARGET_MS = 50.0

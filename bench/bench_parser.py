@@ -67,7 +67,7 @@ def _worker(path: str, repeats: int, trace: bool) -> None:
     import time
     import tracemalloc
 
-    from harness.parser import parse_file
+    from harness.core.parser import parse_file
 
     def run() -> int:
         n = 0

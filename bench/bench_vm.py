@@ -2,7 +2,7 @@
 """VM-runner benchmark: the VM catalogue's wall time per kernel, and per-scenario time in one boot.
 
 For each kernel (default 6.12; ``--kernels 5.10,6.1,6.12,7.2``) the whole VM catalogue runs through
-``vm.runner.VmRunner`` exactly as ``oom-harness run --backend vm`` does.  Printed per kernel: the
+``harness.backends.vm.VmRunner`` exactly as ``oom-harness run --backend vm`` does.  Printed per kernel: the
 catalogue's wall time (target <= 180 s under TCG), the number of boots and their median time, and
 the median / max time of a scenario inside an already-booted guest.  VMs start as the harness
 starts them: resumed from the boot snapshot of their shape when there is one (``--cold-boot``:
@@ -21,8 +21,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness.scenario import catalogue  # noqa: E402
-from vm.runner import VmRunner  # noqa: E402
+from harness.backends.vm import VmRunner  # noqa: E402
+from harness.machine.scenario import catalogue  # noqa: E402
 
 
 class _Quiet:

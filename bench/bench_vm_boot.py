@@ -4,8 +4,8 @@ For each kernel, N round-robin repetitions of:
 
 * ``ready``: ``GuestVM`` start until its agent answers, the way the VM runner starts every VM:
   resumed from the boot snapshot of its shape (:mod:`vm.bootstate`; one priming boot saves it
-  first), with ``harness.guest`` preloaded.  Plus, in that guest, the time of a first call of the
-  harness's guest side the way a scenario runs it (``run_module("harness.guest")``: ``first_call``)
+  first), with ``harness.machine.guest`` preloaded.  Plus, in that guest, the time of a first call of the
+  harness's guest side the way a scenario runs it (``run_module("harness.machine.guest")``: ``first_call``)
   and of a first fresh ``python3 -c 'import json, psutil'`` (``first_python``);
 * ``cold``: the same with snapshots off: a full boot to the agent's ready frame (what the first VM
   of a shape pays, before it saves the snapshot);
@@ -35,10 +35,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness.backends.vm import GUEST_PRELOAD  # noqa: E402
 from vm.image import build_initrd, minimal_initrd  # noqa: E402
 from vm.kernels import Kernel, get_kernel  # noqa: E402
 from vm.machine import BASE_CMDLINE, TCG_CPU, GuestVM, bare_qemu_cmd, qemu_version  # noqa: E402
-from vm.runner import GUEST_PRELOAD  # noqa: E402
 
 MARKER = "@@BARE@@"
 
@@ -69,10 +69,10 @@ def agent_boot(kernel: Kernel, initrd: Path, mem_mb: int, snapshot: bool) -> tup
         if snapshot and not vm.resumed_from:
             raise RuntimeError(f"{kernel.release}: expected to resume from a boot snapshot")
         t = time.monotonic()
-        r = vm.run_module("harness.guest", [], 60, oom_score_adj=-1000)  # no scenario: just the entry point
+        r = vm.run_module("harness.machine.guest", [], 60, oom_score_adj=-1000)  # no scenario: just the entry point
         call = time.monotonic() - t
         if not r.ok:
-            raise RuntimeError(f"harness.guest in guest failed: {r.stderr}")
+            raise RuntimeError(f"harness.machine.guest in guest failed: {r.stderr}")
         t = time.monotonic()
         r = vm.exec(["python3", "-c", "import json, psutil; print(1)"], 60)
         first = time.monotonic() - t

@@ -15,7 +15,7 @@ def _host_problem() -> str | None:
     if os.geteuid() != 0:
         return "needs root (cgroups, /dev/kmsg)"
     try:
-        from harness.sandbox import detect_layout
+        from harness.machine.sandbox import detect_layout
 
         detect_layout()
     except Exception as e:  # noqa: BLE001
@@ -34,7 +34,7 @@ def host() -> None:
 
 
 def oomh_cgroups() -> list[str]:
-    from harness.sandbox import PREFIX, detect_layout
+    from harness.machine.sandbox import PREFIX, detect_layout
 
     try:
         lay = detect_layout()

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import EVENT_KEYS, Context, analyze, analyze_all
-from harness.eras import ERAS, era_by_name, infer_era
-from harness.parser import parse_file, parse_text
+from harness.core.analysis import EVENT_KEYS, Context, analyze, analyze_all
+from harness.core.eras import ERAS, era_by_name, infer_era
+from harness.core.parser import parse_file, parse_text
 
 FIX = Path(__file__).parent / "fixtures"
 SYN = FIX / "synthetic"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.analysis import EVENT_KEYS
+from harness.core.analysis import EVENT_KEYS
 
 FIX = Path(__file__).parent / "fixtures"
 ROOT = Path(__file__).parent.parent

@@ -17,17 +17,13 @@ import time
 import pytest
 from conftest import ROOT, _host_problem, run_cli
 
-from harness.docker_backend import (
-    DAEMON_DIR_PREFIX,
-    DockerLauncher,
-    _cgroup_mounts,
-    _pids_mentioning,
-    cross_check,
-    sweep_stale,
-)
-from harness.engine import can_lower_oom_score_adj
+from harness.backends.docker.crosscheck import cross_check
+from harness.backends.docker.daemon import DAEMON_DIR_PREFIX, sweep_stale
+from harness.backends.docker.launcher import DockerLauncher
+from harness.backends.docker.scrub import cgroup_mounts, pids_mentioning
 from harness.errors import HarnessError
-from harness.scenario import resolve
+from harness.machine.engine import can_lower_oom_score_adj
+from harness.machine.scenario import resolve
 
 GLOBAL = ("/etc/docker/key.json", "/run/containerd", "/var/lib/docker", "/var/lib/containerd", "/run/docker")
 
@@ -38,7 +34,7 @@ class _Prog:
 
 
 def _own() -> str:
-    from harness.sandbox import detect_layout
+    from harness.machine.sandbox import detect_layout
 
     return detect_layout().own
 
@@ -47,7 +43,7 @@ def _debris(pid: int) -> list[str]:
     """Everything a harness process *pid* may have left: cgroups, daemon dirs, daemon processes."""
     left = []
     own = _own()
-    for mount in _cgroup_mounts():
+    for mount in cgroup_mounts():
         p = os.path.join(mount, own.lstrip("/"), f"oomh-{pid}-docker")
         if os.path.exists(p):
             left.append(p)
@@ -55,8 +51,8 @@ def _debris(pid: int) -> list[str]:
     for n in os.listdir(tmp):
         if n.startswith(f"{DAEMON_DIR_PREFIX}{pid}-"):
             left.append(os.path.join(tmp, n))
-            left += [f"process {q}" for q in _pids_mentioning(os.path.join(tmp, n))]
-    for q in _pids_mentioning(f"{DAEMON_DIR_PREFIX}{pid}-"):
+            left += [f"process {q}" for q in pids_mentioning(os.path.join(tmp, n))]
+    for q in pids_mentioning(f"{DAEMON_DIR_PREFIX}{pid}-"):
         left.append(f"process {q}")
     with open("/proc/self/mountinfo") as f:
         left += ["mount " + ln.split()[4] for ln in f if f"{DAEMON_DIR_PREFIX}{pid}-" in ln]
@@ -68,7 +64,7 @@ def docker_runner():
     why = _host_problem()
     if why:
         pytest.skip(why)
-    from harness.docker_backend import DockerRunner
+    from harness.backends.docker.runner import DockerRunner
 
     before = {p: os.path.lexists(p) for p in GLOBAL}
     try:
@@ -186,7 +182,7 @@ def test_sigkilled_harness_leaves_nothing_after_sweep():
         pytest.skip(why)
     code = (
         "import sys, time\n"
-        "from harness.docker_backend import DockerRunner\n"
+        "from harness.backends.docker.runner import DockerRunner\n"
         "from harness.errors import HarnessError\n"
         "try:\n    r = DockerRunner()\n"
         "except HarnessError as e:\n    print('SKIP', e, flush=True); sys.exit(0)\n"
@@ -205,9 +201,9 @@ def test_sigkilled_harness_leaves_nothing_after_sweep():
         p.send_signal(signal.SIGKILL)
         p.wait()
     deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and _pids_mentioning(f"{DAEMON_DIR_PREFIX}{p.pid}-"):
+    while time.monotonic() < deadline and pids_mentioning(f"{DAEMON_DIR_PREFIX}{p.pid}-"):
         time.sleep(0.2)
-    assert not _pids_mentioning(f"{DAEMON_DIR_PREFIX}{p.pid}-"), "dockerd outlived its harness"
+    assert not pids_mentioning(f"{DAEMON_DIR_PREFIX}{p.pid}-"), "dockerd outlived its harness"
     removed = sweep_stale()
     assert any(f"{DAEMON_DIR_PREFIX}{p.pid}-" in r for r in removed), removed
     assert not _debris(p.pid), _debris(p.pid)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.engine import EngineOptions, run_scenario
-from harness.scenario import catalogue
+from harness.machine.engine import EngineOptions, run_scenario
+from harness.machine.scenario import catalogue
 
 pytestmark = pytest.mark.root
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.logformat import LogLine, normalize
+from harness.core.logformat import LogLine, normalize
 
 MSG = "Out of memory: Killed process 42 (a b) total-vm:4kB, anon-rss:0kB, file-rss:0kB, shmem-rss:0kB"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.eras import ERAS, era_by_name
-from harness.model import (
+from harness.core.eras import ERAS, era_by_name
+from harness.core.model import (
     LONG_MIN,
     Task,
     oom_badness,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.analysis import analyze_all
-from harness.logformat import normalize
-from harness.parser import LogReadError, parse_file, parse_lines, parse_stream, parse_text
+from harness.core.analysis import analyze_all
+from harness.core.logformat import normalize
+from harness.core.parser import LogReadError, parse_file, parse_lines, parse_stream, parse_text
 
 FIX = Path(__file__).parent / "fixtures"
 SYN = FIX / "synthetic"

@@ -8,8 +8,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.analysis import analyze_all
-from harness.parser import parse_text
+from harness.core.analysis import analyze_all
+from harness.core.parser import parse_text
 
 FIX = Path(__file__).parent / "fixtures"
 REPORTS = [p.read_text() for p in sorted(FIX.glob("*/*.log"))]

@@ -9,9 +9,9 @@ import subprocess
 import pytest
 from conftest import run_cli
 
-from harness.engine import HOG, _hog_python, _preexec
-from harness.predict import predict
-from harness.sandbox import Sandbox
+from harness.machine.engine import HOG, _hog_python, _preexec
+from harness.machine.predict import predict
+from harness.machine.sandbox import Sandbox
 
 pytestmark = pytest.mark.root
 

@@ -15,9 +15,9 @@ import time
 import pytest
 from conftest import ROOT, hog_processes, oomh_cgroups, run_cli
 
-from harness.engine import EngineOptions, run_scenario
-from harness.results import load_run, run_status
-from harness.scenario import load_scenario
+from harness.machine.engine import EngineOptions, run_scenario
+from harness.machine.scenario import load_scenario
+from harness.reporting.results import load_run, run_status
 
 pytestmark = pytest.mark.root
 SC = os.path.join(ROOT, "tests", "scenarios")
@@ -194,7 +194,7 @@ def test_not_root(tmp_path):
 
 def test_no_memory_controller(tmp_path):
     from harness.errors import HarnessError
-    from harness.sandbox import detect_layout
+    from harness.machine.sandbox import detect_layout
 
     fake = tmp_path / "cgroup"
     fake.write_text("1:cpu:/\n2:pids:/\n")

@@ -1,6 +1,6 @@
-"""``oom-harness report`` / :mod:`harness.report`: the kernel comparison from saved run folders.
+"""``oom-harness report`` / :mod:`harness.reporting.report`: the kernel comparison from saved run folders.
 
-Runs are written with the harness's own :class:`harness.results.RunRecorder`, so their layout is
+Runs are written with the harness's own :class:`harness.reporting.results.RunRecorder`, so their layout is
 exactly what ``oom-harness run`` leaves; real runs found under ``results/`` are used too when there
 are any (a fresh clone has none).
 """
@@ -24,8 +24,8 @@ pd = pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
 from harness.errors import HarnessError  # noqa: E402
-from harness.report import build_report, kernel_order, parse_formats  # noqa: E402
-from harness.results import RunRecorder, load_run  # noqa: E402
+from harness.reporting.report import build_report, kernel_order, parse_formats  # noqa: E402
+from harness.reporting.results import RunRecorder, load_run  # noqa: E402
 
 ROOT = Path(__file__).parent.parent
 REAL = ROOT / "results"

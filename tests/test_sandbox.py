@@ -9,7 +9,7 @@ import time
 import pytest
 
 from harness.errors import HarnessError
-from harness.sandbox import PREFIX, Sandbox, detect_layout, parse_size, sweep_stale
+from harness.machine.sandbox import PREFIX, Sandbox, detect_layout, parse_size, sweep_stale
 
 pytestmark = pytest.mark.root
 

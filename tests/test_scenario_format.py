@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.scenario import ScenarioError, catalogue, load_scenario, parse_scenario
+from harness.machine.scenario import ScenarioError, catalogue, load_scenario, parse_scenario
 
 GOOD = """
 name = "t"

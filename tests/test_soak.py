@@ -8,9 +8,9 @@ import os
 import pytest
 from conftest import hog_processes, oomh_cgroups
 
-from harness.engine import EngineOptions, run_scenario
-from harness.scenario import catalogue
-from harness.snapshot import meminfo
+from harness.machine.engine import EngineOptions, run_scenario
+from harness.machine.scenario import catalogue
+from harness.machine.snapshot import meminfo
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -245,12 +245,12 @@ def test_run_module_forks_from_the_warm_agent_like_python_dash_m(kernel, leak_ch
     without starting an interpreter."""
     from vm.machine import GuestVM
 
-    with GuestVM(kernel, accel="tcg", preload=("harness.guest",)) as vm:
+    with GuestVM(kernel, accel="tcg", preload=("harness.machine.guest",)) as vm:
         leak_check(vm)
         main = (
             "import os, sys\n"
             "print(sys.argv[1:], os.environ.get('FOO'), open('/proc/self/oom_score_adj').read().strip(),\n"
-            "      'harness.engine' in sys.modules, os.getppid() != 1)\n"
+            "      'harness.machine.engine' in sys.modules, os.getppid() != 1)\n"
             "if sys.argv[1:] == ['boom']:\n"
             "    raise RuntimeError('boom')\n"
             "if sys.argv[1:] == ['pipe']:\n"  # a dead reader: BrokenPipeError, as in python3 -m (no SIGPIPE)

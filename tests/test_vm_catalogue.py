@@ -22,8 +22,8 @@ def catalogue_run():
     if reason:
         print(f"SKIP: {reason}")
         pytest.skip(reason)
-    from harness.scenario import catalogue
-    from vm.runner import VmRunner
+    from harness.backends.vm import VmRunner
+    from harness.machine.scenario import catalogue
 
     class Quiet:
         def start(self, name: str) -> None:
@@ -36,7 +36,7 @@ def catalogue_run():
 
 
 def _names():
-    from harness.scenario import catalogue
+    from harness.machine.scenario import catalogue
 
     return [s.name for s in catalogue("vm")]
 
@@ -66,7 +66,7 @@ def test_vm_scenario(catalogue_run, name):
 
 GUEST_GAP = r"""
 import json, os
-from harness.kmsg import KmsgCursor
+from harness.machine.kmsg import KmsgCursor
 with open("/proc/sys/kernel/printk_devkmsg", "w") as f:  # user writes are ratelimited by default
     f.write("on\n")
 c = KmsgCursor()
@@ -102,7 +102,7 @@ def test_kmsg_gap_is_noticed(guest):
 def test_guest_init_and_harness_are_protected(guest):
     r = guest.exec(["cat", "/proc/1/oom_score_adj"], timeout=10)
     assert r.stdout.strip() == "-1000"
-    r = guest.exec(["python3", "-c", "from harness.engine import protect_self; print(protect_self(), "
+    r = guest.exec(["python3", "-c", "from harness.machine.engine import protect_self; print(protect_self(), "
                     "open('/proc/self/oom_score_adj').read().strip())"], timeout=30)
     assert r.stdout.split() == ["True", "-1000"], r.stdout + r.stderr
 

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from harness.analysis import Context, analyze_all
-from harness.parser import parse_file
+from harness.core.analysis import Context, analyze_all
+from harness.core.parser import parse_file
 
 HERE = os.path.join(os.path.dirname(__file__), "fixtures", "vm")
 INDEX = json.load(open(os.path.join(HERE, "index.json")))  # noqa: SIM115

@@ -313,7 +313,8 @@ def test_prune_spares_the_unfinished_save_of_another_live_process(tmp_path, monk
     script_dir = Path(tempfile.mkdtemp(prefix="libuser-"))  # not under tmp_path, whose name says "pytest"
     script = script_dir / "library_user.py"  # a command line that does not say "harness"
     script.write_text(
-        "from harness.sandbox import hold_liveness_lock\nhold_liveness_lock()\nprint('ok', flush=True)\ninput()\n"
+        "from harness.machine.liveness import hold_liveness_lock\n"
+        "hold_liveness_lock()\nprint('ok', flush=True)\ninput()\n"
     )
     other = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                              cwd=root, env={**os.environ, "PYTHONPATH": root})

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.machine.liveness import harness_alive, hold_liveness_lock
 from vm.paths import atomic_dir, cache_root
 
 #: Bump when the layout of a snapshot directory or what it means changes.
@@ -147,7 +148,6 @@ def save(
     """
     from qemu.qmp.legacy import QEMUMonitorProtocol  # only the first boot of a shape needs QMP
 
-    from harness.sandbox import hold_liveness_lock
 
     mon = QEMUMonitorProtocol(str(qmp_socket))
     mon.settimeout(10.0)  # each QMP exchange: a QEMU that stops answering must not hang the harness
@@ -193,7 +193,6 @@ def save(
 
 def _owner_alive(tmp: Path) -> bool:
     """Is the harness that is writing this unfinished save still running?"""
-    from harness.sandbox import harness_alive
 
     try:
         pid = int((tmp / OWNER).read_text())

@@ -30,11 +30,13 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from harness.atomic import atomic_file
+from harness.machine.payload import SHIPPED, payload_files
 from vm import elf
 from vm.apt import AptError, PrivateApt, max_version
 from vm.cpio import CpioWriter
 from vm.kernels import Kernel
-from vm.paths import atomic_dir, atomic_file, cache_root, progress
+from vm.paths import atomic_dir, cache_root, progress
 
 GUEST_DIR = Path(__file__).resolve().parent / "guest"
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -85,7 +87,8 @@ DYNLOAD_DROP = ("_test", "_xxtest", "_ctypes_test", "xxlimited", "_xxsubinterpre
 #: Modules the guest needs; those built into the kernel (modules.builtin) are skipped.
 WANTED_MODULES = ["virtio_pci", "virtio_console", "virtio_blk"]
 
-DEFAULT_SOURCES = ("harness", "workloads", "vm/guest")
+#: The machine-side payload (:data:`harness.machine.payload.SHIPPED`) plus the guest agent.
+DEFAULT_SOURCES = (*SHIPPED, "vm/guest")
 KEEP_IMAGES = 4
 
 
@@ -110,23 +113,19 @@ def resolve_packages(apt: PrivateApt) -> dict[str, str]:
 
 
 def _source_files(sources: list[Path]) -> list[tuple[str, Path]]:
-    """``(path relative to the checkout, file)`` for every file of the source dirs (no caches)."""
-    out = []
+    """``(path relative to the checkout, file)`` for every file of the sources (no caches).
+
+    A source outside the checkout (a test's own tree) lands under its own name.
+    """
+    out: list[tuple[str, Path]] = []
     for src in sources:
         src = src.resolve()
-        try:
-            rel_root = src.relative_to(CHECKOUT)
-        except ValueError:
-            rel_root = Path(src.name)
         if not src.exists():
             continue
-        for dirpath, dirnames, filenames in os.walk(src):
-            dirnames[:] = sorted(d for d in dirnames if d != "__pycache__" and not d.startswith("."))
-            for f in sorted(filenames):
-                if f.endswith((".pyc", ".pyo")) or f.startswith("."):
-                    continue
-                p = Path(dirpath, f)
-                out.append(((rel_root / p.relative_to(src)).as_posix(), p))
+        try:
+            out += payload_files([src.relative_to(CHECKOUT).as_posix()], root=CHECKOUT)
+        except ValueError:
+            out += payload_files([src.name], root=src.parent)
     return out
 
 

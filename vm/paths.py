@@ -1,9 +1,9 @@
-"""Cache locations and atomic-write helpers shared by the host side of the VM layer.
+"""Cache locations and the atomic cache-directory helper shared by the host side of the VM layer.
 
 Everything the VM layer downloads or builds lives under one cache root so that a user can wipe it
 with a single ``rm -rf``; nothing is written into the checkout.  Writers always build into a
 temporary sibling and ``rename`` it into place, so an interrupted fetch or build never leaves a
-half-written entry that a later run would trust.
+half-written entry that a later run would trust (single files: :mod:`harness.atomic`).
 """
 
 from __future__ import annotations
@@ -50,18 +50,3 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def atomic_file(final: Path) -> Iterator[Path]:
-    """Yield a temporary path that is renamed onto ``final`` if the block succeeds."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -1,4 +1,4 @@
-"""``oom-harness`` command line.  Each sub-command imports what it needs, so ``parse`` stays fast.
+"""``oom-harness`` command line: ``parse`` here, the commands that run things in :mod:`.commands` and :mod:`.compare`.
 
 Exit codes: 0 success (for ``run``: every verdict as expected), 1 a verdict not as expected,
 2 bad input or environment (one-line error, no traceback), 130 interrupted.
@@ -11,17 +11,18 @@ import json
 import sys
 from collections.abc import Sequence
 
-from . import __version__
-from .errors import HarnessError
+from harness import __version__
+from harness.core.analysis import Context, analyze_all
+from harness.core.parser import LogReadError, parse_file
+from harness.errors import HarnessError
+from harness.reporting.render import analysis_text
+
+from . import commands, compare
 
 JSON_SCHEMA_VERSION = 1
 
 
 def _cmd_parse(args: argparse.Namespace) -> int:
-    from .analysis import Context, analyze_all
-    from .parser import LogReadError, parse_file
-    from .render import analysis_text
-
     ctx = Context(
         era=args.era,
         total_swap_pages=args.total_swap_kb // 4 if args.total_swap_kb is not None else None,
@@ -73,9 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--swappiness", type=int, help="vm.swappiness / memory.swappiness (default 60)")
     p.set_defaults(func=_cmd_parse)
 
-    from . import commands  # noqa: PLC0415 - the run/list/predict/... commands live there
-
     commands.register(sub)
+    compare.register(sub)
     return ap
 
 

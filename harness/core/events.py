@@ -1,4 +1,4 @@
-"""What one OOM-killer report says: plain data, filled by :mod:`harness.parser`.
+"""What one OOM-killer report says: plain data, filled by :mod:`harness.core.parser`.
 
 Every field mirrors something the kernel printed; ``None`` means "not printed" (older kernel, a
 config option that removes it, or a truncated report), never "zero".  Units follow the kernel's

@@ -12,9 +12,10 @@ import os
 import platform
 from typing import Any
 
-from .eras import era_by_name, era_for_version, parse_version
-from .errors import HarnessError
-from .model import oom_score, select_bad_process, totalpages_memcg
+from harness.core.eras import era_by_name, era_for_version, parse_version
+from harness.core.model import oom_score, select_bad_process, totalpages_memcg
+from harness.errors import HarnessError
+
 from .sandbox import detect_layout
 from .snapshot import PAGE_KB, meminfo, snapshot_pid
 

@@ -14,8 +14,8 @@ import select
 import time
 from collections.abc import Callable
 
-from .errors import HarnessError
-from .logformat import LogLine, normalize
+from harness.core.logformat import LogLine, normalize
+from harness.errors import HarnessError
 
 __all__ = ["KmsgCursor"]
 

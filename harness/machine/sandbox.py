@@ -15,11 +15,14 @@ import contextlib
 import errno
 import os
 import re
+import shutil
 import signal
 import time
 from dataclasses import dataclass
 
-from .errors import HarnessError
+from harness.errors import HarnessError
+
+from .liveness import harness_alive, hold_liveness_lock
 
 V2_ROOT = "/sys/fs/cgroup"
 V1_ROOT = "/sys/fs/cgroup/memory"
@@ -364,66 +367,12 @@ def sweep_stale(layout: CgroupLayout | None = None) -> list[str]:
     return removed
 
 
-LOCK_DIR = "/run/oom-harness" if os.path.isdir("/run") else "/tmp/oom-harness"
-_lock_fd: int | None = None
-
-
-def hold_liveness_lock() -> None:
-    """Hold ``<LOCK_DIR>/<pid>.lock`` for this process's lifetime.
-
-    A later run tells a live harness from a dead one by trying the lock, instead of guessing
-    from a (possibly recycled) pid's command line.
-    """
-    global _lock_fd
-    if _lock_fd is not None:
-        return
-    import atexit
-    import fcntl
-
-    try:
-        os.makedirs(LOCK_DIR, exist_ok=True)
-        path = os.path.join(LOCK_DIR, f"{os.getpid()}.lock")
-        fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return
-    _lock_fd = fd
-
-    def _drop() -> None:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
-
-    atexit.register(_drop)
-
-
-def _lock_state(pid: int) -> bool | None:
-    """True: its harness holds the lock (alive); False: the lock is free (dead); None: no lock."""
-    import fcntl
-
-    path = os.path.join(LOCK_DIR, f"{pid}.lock")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    with contextlib.suppress(OSError):
-        os.unlink(path)
-    return False
-
-
 def sweep_stale_files(tmp: str = "/tmp") -> list[str]:
     """Remove ``/tmp/oomh-<pid>-*`` and ``/tmp/oomh-vm-<pid>-*`` left by a harness that is gone.
 
     QEMU dies with its harness (PR_SET_PDEATHSIG) and workloads exit when their command pipe
     closes, but a SIGKILLed harness cannot remove its temporary folders; the next run does.
     """
-    import shutil
-
     removed = []
     try:
         names = os.listdir(tmp)
@@ -441,26 +390,3 @@ def sweep_stale_files(tmp: str = "/tmp") -> list[str]:
         if not os.path.exists(path):
             removed.append(path)
     return removed
-
-
-def harness_alive(pid: int) -> bool:
-    """Is ``pid`` a running harness (this one included)?  Its liveness lock decides; without one,
-    a live pid whose command line is not a harness's is a recycled pid, i.e. the harness is gone."""
-    if pid == os.getpid():
-        return True
-    state = _lock_state(pid)
-    if state is not None:
-        return state
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # a recycled pid is not our harness: check its command line
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            cmd = f.read()
-        return b"harness" in cmd or b"oom-harness" in cmd or b"pytest" in cmd
-    except OSError:
-        return False

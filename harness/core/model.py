@@ -1,7 +1,7 @@
 """Reference model of the kernel's OOM victim selection: pure functions, no I/O.
 
 Each function follows ``mm/oom_kill.c`` (and ``mm/memcontrol.c``, ``fs/proc/base.c``) of the
-era it is given; :mod:`harness.eras` names the boundaries.  Values are kernel units: pages,
+era it is given; :mod:`harness.core.eras` names the boundaries.  Values are kernel units: pages,
 except ``pgtables_bytes``.  Integer arithmetic mirrors C: unsigned floor division where the
 kernel divides unsigned values, truncation toward zero where it divides signed ``long``.
 """

@@ -1,6 +1,6 @@
 """Entry point inside the QEMU guest: run scenario files with the shared engine, print records.
 
-The VM runner on the host calls ``python3 -m harness.guest FILE...`` through the guest agent.
+The VM runner on the host calls ``python3 -m harness.machine.guest FILE...`` through the guest agent.
 Each record is printed as one line ``@@OOMH-RECORD@@ <json>`` so it survives any other output.
 Inside the guest the harness may change sysctls and run without a memory limit: the whole
 machine is a throw-away VM.
@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import sys
 
+from harness.errors import HarnessError
+
 from .engine import EngineOptions, protect_self, run_scenario
-from .errors import HarnessError
 from .scenario import load_scenario
 
-MARK = "@@OOMH-RECORD@@ "
+#: Prefix of the one stdout line that carries a scenario's record (the VM runner looks for it).
+RECORD_MARK = "@@OOMH-RECORD@@ "
 
 
 def main(argv: list[str]) -> int:
@@ -26,7 +28,7 @@ def main(argv: list[str]) -> int:
             rec = run_scenario(sc, EngineOptions(backend="vm", allow_unlimited=True, allow_sysctl=True))
         except HarnessError as e:
             rec = {"scenario": path, "verdict": "error", "as_expected": False, "reason": str(e)}
-        sys.stdout.write(MARK + json.dumps(rec, default=str) + "\n")
+        sys.stdout.write(RECORD_MARK + json.dumps(rec, default=str) + "\n")
         sys.stdout.flush()
     return 0
 

@@ -1,10 +1,10 @@
 """Judge one parsed OOM report: which task the model says the kernel should have killed, and why
 the kernel's choice agrees or not.
 
-This is the only place that joins the parser's :class:`~harness.events.OomEvent` with the
+This is the only place that joins the parser's :class:`~harness.core.events.OomEvent` with the
 model.  It derives ``totalpages`` from what the report printed (plus optional facts about the
 machine in :class:`Context` that reports do not print, such as total swap for memcg OOMs), runs
-the model in the era :func:`harness.eras.infer_era` picks, and gives one of four verdicts:
+the model in the era :func:`harness.core.eras.infer_era` picks, and gives one of four verdicts:
 
 * ``match`` - the model's victim is the kernel's;
 * ``mismatch`` - it is not, with the cause (a tie, another era's rule, an earlier victim still

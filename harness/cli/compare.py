@@ -17,9 +17,14 @@ import os
 import re
 import sys
 import time
-from typing import Any
 
-from .errors import HarnessError
+from harness.backends.base import make_runner
+from harness.errors import HarnessError
+from harness.machine.scenario import Scenario, resolve
+from harness.reporting import report
+from vm.kernels import KNOWN_SERIES, cached_kernels
+
+from .session import record_run
 
 SERIES_RE = re.compile(r"\d+\.\d+")
 
@@ -43,11 +48,7 @@ def _ver(s: str) -> tuple[int, ...]:
 
 
 def _known_series() -> set[str]:
-    """The tested series plus any cached one; empty when the VM layer is missing (then any X.Y passes)."""
-    try:
-        from vm.kernels import KNOWN_SERIES, cached_kernels
-    except ImportError:
-        return set()
+    """The tested series plus any cached one."""
     known = set(KNOWN_SERIES)
     try:
         known.update(k.series for k in cached_kernels() if k.series)
@@ -60,12 +61,10 @@ def _label_backend(label: str) -> str:
     return "host" if label == "host" else "vm"
 
 
-def plan(labels: list[str], names: list[str]) -> tuple[dict[str, list[Any]], list[str]]:
+def plan(labels: list[str], names: list[str]) -> tuple[dict[str, list[Scenario]], list[str]]:
     """Scenarios per kernel label, and notes on what was left out (scenario does not run on that backend)."""
-    from .scenario import resolve
-
     notes: list[str] = []
-    per: dict[str, list[Any]] = {}
+    per: dict[str, list[Scenario]] = {}
     chosen = resolve(names, None)
     for label in labels:
         backend = _label_backend(label)
@@ -80,18 +79,15 @@ def plan(labels: list[str], names: list[str]) -> tuple[dict[str, list[Any]], lis
     return per, notes
 
 
-def _run_one(label: str, scenarios: list[Any], args: argparse.Namespace) -> str:
+def _run_one(label: str, scenarios: list[Scenario], args: argparse.Namespace) -> str:
     """Run *scenarios* on one kernel label into a new run folder, like ``oom-harness run``; returns the folder."""
-    from .commands import _runner, record_run
-
-    ns = argparse.Namespace(backend=_label_backend(label), kernel=None if label == "host" else label,
-                            accel=args.accel, cold_boot=args.cold_boot)
-    where, _rows = record_run(_runner(ns), scenarios * args.repeat, args.results, ns.backend)
+    backend = _label_backend(label)
+    runner = make_runner(backend, None if label == "host" else label, accel=args.accel, cold_boot=args.cold_boot)
+    where, _rows = record_run(runner, scenarios * args.repeat, args.results, backend)
     return where
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from . import report
 
     labels = parse_kernels(args.kernels)
     if args.repeat < 1:
@@ -129,7 +125,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from . import report
 
     formats = report.parse_formats(args.format)
     out = args.out or os.path.join(os.environ.get("OOM_HARNESS_RESULTS", "results"),

@@ -1,6 +1,6 @@
 """Compare saved runs across kernels: Markdown, one self-contained HTML file, CSV, Parquet and plots.
 
-Input is one or more ``results/<run-id>/`` folders (see :mod:`harness.results`); a folder that
+Input is one or more ``results/<run-id>/`` folders (see :mod:`harness.reporting.results`); a folder that
 holds run folders (``results/``) stands for all of them.  Partial runs (killed, interrupted, still
 running) are read as far as they got and flagged in every output.
 
@@ -32,7 +32,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import HarnessError
+from harness.errors import HarnessError
+
 from .results import load_run
 
 if TYPE_CHECKING:  # pragma: no cover

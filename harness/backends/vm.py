@@ -11,24 +11,24 @@ isolating a scenario in its own guest is cheap.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import time
 from collections.abc import Iterator
 from typing import Any
 
-from harness.analysis import Context, analyze_all
+from harness.core.analysis import Context, analyze_all
+from harness.core.parser import parse_text
 from harness.errors import HarnessError
-from harness.parser import parse_text
-from harness.scenario import Scenario
+from harness.machine.guest import RECORD_MARK
+from harness.machine.scenario import Scenario
+from vm.kernels import KernelError, get_kernel
+from vm.machine import GuestError, GuestPanic, GuestVM
 
-from .kernels import KernelError, get_kernel
-from .machine import GuestError, GuestPanic, GuestVM
-
-MARK = "@@OOMH-RECORD@@ "
 GUEST_DIR = "/tmp/oomh-scenarios"
 #: Imported by the guest agent once per VM shape (before its boot snapshot); each scenario then
 #: runs in a child forked from it (``GuestVM.run_module``) instead of a fresh ``python3 -m``.
-GUEST_PRELOAD = ("harness.guest",)
+GUEST_PRELOAD = ("harness.machine.guest",)
 
 
 def vm_shape(sc: Scenario) -> tuple[int, int, int, int]:
@@ -39,8 +39,6 @@ def vm_shape(sc: Scenario) -> tuple[int, int, int, int]:
 class VmRunner:
     def __init__(self, kernel: str, accel: str = "auto", modules: str | None = None, cold_boot: bool = False) -> None:
         """``cold_boot``: boot every VM afresh rather than resume the boot snapshot of its shape."""
-        import shutil
-
         if shutil.which("qemu-system-x86_64") is None:
             raise HarnessError("qemu-system-x86_64 not found: install it (apt-get install qemu-system-x86, "
                                "or make setup)")
@@ -114,7 +112,7 @@ class VmRunner:
         vm.write_file(gpath, data)
         t0 = time.monotonic()
         try:
-            r = vm.run_module("harness.guest", [gpath], timeout=sc.timeout_s + 60, oom_score_adj=-1000)
+            r = vm.run_module("harness.machine.guest", [gpath], timeout=sc.timeout_s + 60, oom_score_adj=-1000)
         except GuestPanic as e:
             console = vm.console_text() if hasattr(vm, "console_text") else e.console_tail
             return self._from_console(sc, console, time.monotonic() - t0)
@@ -123,8 +121,8 @@ class VmRunner:
             rec["guest_lost"] = True
             return rec
         for line in r.stdout.splitlines():
-            if line.startswith(MARK):
-                rec = json.loads(line[len(MARK):])
+            if line.startswith(RECORD_MARK):
+                rec = json.loads(line[len(RECORD_MARK):])
                 rec["kernel_label"] = self.label
                 return rec
         return self._error(sc, f"no result from the guest (rc {r.rc}): {r.stderr.strip()[-300:]}", "")

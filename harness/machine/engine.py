@@ -22,17 +22,20 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .analysis import Context, analyze_all
-from .eras import era_for_version, parse_version
-from .errors import HarnessError
+from harness.core.analysis import Context, analyze_all
+from harness.core.eras import era_for_version, parse_version
+from harness.core.model import oom_score
+from harness.core.parser import parse_lines
+from harness.errors import HarnessError
+
 from .kmsg import KmsgCursor
-from .model import oom_score
-from .parser import parse_lines
+from .liveness import pid_alive
 from .sandbox import Sandbox, detect_layout
 from .scenario import CgroupSpec, Scenario, Workload
 from .snapshot import PAGE_KB, TaskSnapshot, meminfo, snapshot
 
-HOG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "workloads", "hog.py")
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HOG = os.path.join(CHECKOUT, "workloads", "hog.py")
 
 __all__ = ["EngineOptions", "run_scenario", "protect_self"]
 
@@ -305,14 +308,6 @@ def _send(pr: _Proc, cmd: str) -> None:
         pr.popen.stdin.flush()
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] not in ("Z", "X")
-    except (OSError, IndexError):
-        return False
-
-
 def run_scenario(sc: Scenario, opts: EngineOptions | None = None, launcher: Launcher | None = None) -> dict[str, Any]:
     """Run *sc* for real and return its verdict record (see README, "Results").
 
@@ -399,7 +394,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
         timings["kill"] = time.monotonic() - t2
         # -- collect -------------------------------------------------------------------------------
         t3 = time.monotonic()
-        dead = {pid for pr in procs.values() for pid in pr.pids if not _alive(pid)}
+        dead = {pid for pr in procs.values() for pid in pr.pids if not pid_alive(pid)}
         cursor.wait_for(lambda lines: _kill_lines_seen(lines, dead), 1.0 if dead else 0.0)
         timings["log"] = time.monotonic() - t3
         t4 = time.monotonic()
@@ -517,7 +512,7 @@ def _wait_outcome(
             if pr.died_at is None and pr.popen.poll() is not None:
                 pr.died_at = now
                 first_death = first_death or now
-            elif first_death is None and any(not _alive(c) for c in pr.pids[1:]):
+            elif first_death is None and any(not pid_alive(c) for c in pr.pids[1:]):
                 first_death = now
         if all(pr.died_at is not None or pr.grown for pr in growers):
             break

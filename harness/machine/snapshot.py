@@ -11,7 +11,7 @@ import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .model import Task
+from harness.core.model import Task
 
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 

@@ -36,7 +36,8 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import HarnessError
+from harness.errors import HarnessError
+
 from .sandbox import parse_size
 
 KINDS = {"anon", "shmem", "file", "mlock", "thp", "threads", "fork", "many"}

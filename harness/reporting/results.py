@@ -25,21 +25,13 @@ import socket
 import time
 from typing import Any
 
-from . import __version__
+from harness import __version__
+from harness.atomic import atomic_write
 
 DEFAULT_ROOT = "results"
 ROW_DROP = ("events", "snapshot", "kernel_log")
 
-__all__ = ["RunRecorder", "atomic_write", "load_run", "run_status"]
-
-
-def atomic_write(path: str, data: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+__all__ = ["RunRecorder", "load_run", "run_status"]
 
 
 class RunRecorder:

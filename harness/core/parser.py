@@ -1,8 +1,8 @@
-"""Find every OOM-killer report in a kernel log and turn it into :class:`~harness.events.OomEvent`.
+"""Find every OOM-killer report in a kernel log and turn it into :class:`~harness.core.events.OomEvent`.
 
 The formats come from ``mm/oom_kill.c``, ``mm/memcontrol.c``, ``mm/show_mem.c`` and
 ``lib/dump_stack.c`` of every era from 2.6.36 to 7.x (what each line looked like, and when it
-changed, is in :mod:`harness.eras`).  The parser is deliberately tolerant:
+changed, is in :mod:`harness.core.eras`).  The parser is deliberately tolerant:
 
 * it streams: text is read in chunks, and while no report is open a single regular-expression
   search skips the ordinary kernel noise at C speed, so memory does not grow with the log;
