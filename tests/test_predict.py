@@ -9,8 +9,8 @@ import subprocess
 import pytest
 from conftest import run_cli
 
+from harness.cli.predict import predict
 from harness.machine.engine import HOG, _hog_python, _preexec
-from harness.machine.predict import predict
 from harness.machine.sandbox import Sandbox
 
 pytestmark = pytest.mark.root

@@ -1,4 +1,4 @@
-"""What every backend is to the commands: a :class:`Runner`, and :func:`make_runner` to get one.
+"""What every backend is to the commands: a :class:`Runner` (made by :func:`.registry.make_runner`).
 
 Why a protocol and not a base class: the three runners share no code (the shared code is the
 scenario engine they all call), only this shape, which ``run`` and ``compare`` rely on.
@@ -9,10 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from harness.errors import HarnessError
 from harness.machine.scenario import Scenario
-
-BACKENDS = ("host", "vm", "docker")
 
 
 class ProgressSink(Protocol):
@@ -38,31 +35,3 @@ class Runner(Protocol):
     def close(self) -> None:
         """Release what the runner holds (VMs, containers, daemons); safe to call more than once."""
         ...
-
-
-def make_runner(
-    backend: str,
-    kernel: str | None = None,
-    *,
-    accel: str = "auto",
-    modules: str | None = None,
-    cold_boot: bool = False,
-) -> Runner:
-    """The runner for *backend*; *kernel*, *accel*, *modules* and *cold_boot* concern the VM backend.
-
-    The backends are imported here, on demand, because each pulls in what only it needs (QEMU
-    helpers, the Docker SDK) and ``oom-harness parse`` must not pay for them.
-    """
-    if backend == "host":
-        from .host import HostRunner
-
-        return HostRunner()
-    if backend == "vm":
-        from .vm import VmRunner
-
-        return VmRunner(kernel or "6.12", accel=accel, modules=modules, cold_boot=cold_boot)
-    if backend == "docker":
-        from .docker.runner import DockerRunner
-
-        return DockerRunner()
-    raise HarnessError(f"unknown backend {backend!r}: expected one of {', '.join(BACKENDS)}")

@@ -8,17 +8,17 @@ import os
 import sys
 from typing import Any
 
-from harness.backends.base import BACKENDS, make_runner
 from harness.backends.docker.daemon import sweep_stale as sweep_docker
+from harness.backends.registry import BACKENDS, make_runner
 from harness.errors import HarnessError
 from harness.machine.liveness import hold_liveness_lock
-from harness.machine.predict import predict
 from harness.machine.sandbox import sweep_stale
 from harness.machine.scenario import catalogue, resolve
 from harness.reporting.render import candidate_table, table
 from vm import bootstate
 from vm.kernels import list_kernels
 
+from .predict import predict
 from .session import record_run
 
 

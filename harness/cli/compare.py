@@ -18,7 +18,7 @@ import re
 import sys
 import time
 
-from harness.backends.base import make_runner
+from harness.backends.registry import make_runner
 from harness.errors import HarnessError
 from harness.machine.scenario import Scenario, resolve
 from harness.reporting import report

@@ -15,9 +15,8 @@ from typing import Any
 from harness.core.eras import era_by_name, era_for_version, parse_version
 from harness.core.model import oom_score, select_bad_process, totalpages_memcg
 from harness.errors import HarnessError
-
-from .sandbox import detect_layout
-from .snapshot import PAGE_KB, meminfo, snapshot_pid
+from harness.machine.sandbox import detect_layout
+from harness.machine.snapshot import PAGE_KB, meminfo, snapshot_pid
 
 
 def _pids_in(cgdir: str) -> list[int]:
