@@ -30,8 +30,9 @@ bench:            ## benchmarks; figures printed and saved under results/bench/
 	$(PY) bench/bench_vm_boot.py -n 5
 	$(PY) bench/bench_vm.py --kernels 5.10,6.1,6.12,7.2
 
-lint:
+lint:            ## ruff, and mypy (strict on harness/core)
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 
 clean-debris:     ## remove cgroups/VMs left by a killed run
 	$(PY) -m harness cleanup

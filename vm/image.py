@@ -274,8 +274,8 @@ def _assemble_root(stage: Path, root: Path, sources: list[Path]) -> None:
     shutil.copy2(GUEST_DIR / "init", root / "init")
     os.chmod(root / "init", 0o755)
     # the project
-    for rel, p in _source_files(sources):
-        _copy(p, root / GUEST_PROJECT.lstrip("/") / rel)
+    for relpath, src in _source_files(sources):
+        _copy(src, root / GUEST_PROJECT.lstrip("/") / relpath)
     _compile(root, ["/usr/lib/python3.11", "/usr/lib/python3/dist-packages", GUEST_PROJECT])
 
 

@@ -450,10 +450,10 @@ class GuestVM:
             self.ready_info = {**resume.ready_info(), "uptime": uptime, "resumed_from": resume.key}
             self.resumed_from = resume.key
         else:
-            msg = self._recv(deadline, boot=True)
-            if msg.get("op") != "ready":
-                raise self._fail(GuestError, f"unexpected first frame from the agent: {msg!r}")
-            self.ready_info = msg
+            frame = self._recv(deadline, boot=True)
+            if frame.get("op") != "ready":
+                raise self._fail(GuestError, f"unexpected first frame from the agent: {frame!r}")
+            self.ready_info = frame
         self.boot_seconds = time.monotonic() - t0
 
     def _save_snapshot(self, key: str) -> None:

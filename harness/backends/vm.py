@@ -96,7 +96,7 @@ class VmRunner:
                 sc = queue.pop(0)
                 prog.start(sc.name)
                 rec = self._run_one(vm, sc)
-                rec.setdefault("vm", {})["boot_s"] = round(vm.boot_seconds, 3)
+                rec.setdefault("vm", {})["boot_s"] = round(vm.boot_seconds or 0.0, 3)
                 rec["vm"]["accel"] = vm.accel_used
                 rec["vm"]["resumed_from_snapshot"] = vm.resumed_from
                 yield sc, rec

@@ -139,7 +139,7 @@ def _cmd_cleanup(args: argparse.Namespace) -> int:
     removed = sweep_stale()
     removed += sweep_docker()
     # unfinished saves of killed runs (and, on request, every saved boot snapshot)
-    removed += bootstate.prune(keep=0 if args.snapshots else None)
+    removed += [str(p) for p in bootstate.prune(keep=0 if args.snapshots else None)]
     for p in removed:
         print(f"removed {p}")
     print(f"{len(removed)} item(s) removed" if removed else "nothing left behind by earlier runs")
@@ -153,7 +153,7 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list the scenario catalogue")
     p.add_argument("--backend", choices=BACKENDS, help="only scenarios for this backend")
     p.set_defaults(func=_cmd_list)

@@ -137,7 +137,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     results = os.environ.get("OOM_HARNESS_RESULTS", "results")
     p = sub.add_parser(
         "compare",

@@ -64,6 +64,7 @@ def predict(cgroup: str | None = None, era: str | None = None) -> dict[str, Any]
         if unlimited:
             tp, note = global_tp, "the cgroup has no limit: a global OOM would decide"
         else:
+            assert mem is not None  # not unlimited
             to_pages = PAGE_KB * 1024
             tp = totalpages_memcg(
                 e,

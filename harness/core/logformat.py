@@ -112,7 +112,9 @@ def normalize(raw: str, lineno: int = 0) -> LogLine | None:
         matches = list(_TS_INSIDE.finditer(line))
         if matches:
             last = matches[-1]
-            ts = float(_TS.match(line, last.start()).group(1))
+            m_ts = _TS.match(line, last.start())
+            if m_ts is not None:
+                ts = float(m_ts.group(1))
             line = line[last.end() :].lstrip(" ")
     if line[:2] in ("[T", "[C", "[ ", " [") and caller is None:
         m = _CALLER.match(line)

@@ -255,9 +255,9 @@ class _Parser:
         text = ll.text
         if ll.seq is not None:
             if self.last_seq is not None and ll.seq > self.last_seq + 1:
-                for b in self.open.values():
-                    if "lines lost (kmsg sequence gap)" not in b.ev.missing:
-                        b.ev.missing.append("lines lost (kmsg sequence gap)")
+                for ob in self.open.values():
+                    if "lines lost (kmsg sequence gap)" not in ob.ev.missing:
+                        ob.ev.missing.append("lines lost (kmsg sequence gap)")
             self.last_seq = ll.seq
         if not text:
             return
@@ -272,16 +272,16 @@ class _Parser:
                 oom_adj=int(m["oom_adj"]) if m["oom_adj"] else None,
                 nodemask=m["nodemask"],
             )
-            b = self._new(ll, self._key(ll), t)
-            self._line(b, ll)
+            nb = self._new(ll, self._key(ll), t)
+            self._line(nb, ll)
             if m["oom_adj"] is not None:
-                b.feature("header:oom_adj")
+                nb.feature("header:oom_adj")
             if m["flags"] is not None:
-                b.feature("header:gfp_symbolic")
+                nb.feature("header:gfp_symbolic")
             else:
-                b.feature("header:gfp_plain")
+                nb.feature("header:gfp_plain")
             if m["nodemask"] is not None:
-                b.feature("header:nodemask")
+                nb.feature("header:nodemask")
             return
         if text.startswith("---[ end "):
             # panic's closing marker repeats the panic message; it is not a new report
@@ -291,7 +291,7 @@ class _Parser:
             if mv:
                 self.kernel_version = mv.group(1)
             return
-        b = self._builder_for(ll)
+        b: _Builder | None = self._builder_for(ll)
         if text.startswith("oom_reaper:"):
             self._reaper(text)
             return

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,7 +152,7 @@ class _Proc:
     died_at: float | None = None
 
 
-def _preexec(procs_file: str, adj: int, uid: int, gid: int | None):  # type: ignore[no-untyped-def]
+def _preexec(procs_file: str, adj: int, uid: int, gid: int | None) -> Callable[[], None]:
     def setup() -> None:
         # Order matters: join the cgroup and lower oom_score_adj while still root, then drop.
         with open(procs_file, "w") as f:
@@ -631,7 +632,7 @@ def _judge(
             reasons.insert(0, "expected a memory.oom.group kill; the kernel killed one task")
         elif not want <= got:
             ok = False
-            reasons.insert(0, f"group kill missed {sorted(want - got)}")
+            reasons.insert(0, f"group kill missed {sorted(want - got, key=str)}")
     else:
         want_v = victim if isinstance(victim, list) else [victim]
         obs_wl = out["observed_victim"]["workload"] if out.get("observed_victim") else None
@@ -699,7 +700,7 @@ def _oom_score_check(snap: list[TaskSnapshot], ctx: Context) -> dict[str, Any]:
         return {"checked": 0}
     era = era_for_version(v)
     tp = ctx.totalram_pages + (ctx.total_swap_pages or 0)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for s in snap:
         t = s.model_task()
         model = oom_score(t, tp, era, PAGE_KB * 1024)

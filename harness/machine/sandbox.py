@@ -277,11 +277,10 @@ def kill_cgroup_tree(path: str, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     dirs = [d for d, _, _ in os.walk(path, topdown=False)]
     while True:
-        alive = []
+        alive: list[int] = []
         for d in dirs:
             try:
-                for pid in _read(os.path.join(d, "cgroup.procs")).split():
-                    alive.append(int(pid))
+                alive.extend(int(p) for p in _read(os.path.join(d, "cgroup.procs")).split())
             except OSError:
                 pass
         for pid in alive:

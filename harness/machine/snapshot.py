@@ -8,6 +8,7 @@ the model uses: pages for memory counters, bytes for page tables.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -90,7 +91,7 @@ def snapshot_pid(pid: int, workload: str | None = None) -> TaskSnapshot | None:
     )
 
 
-def snapshot(pids: dict[int, str | None]) -> list[TaskSnapshot]:
+def snapshot(pids: Mapping[int, str | None]) -> list[TaskSnapshot]:
     out = []
     for pid, wl in sorted(pids.items()):
         s = snapshot_pid(pid, wl)

@@ -308,7 +308,9 @@ def _tally(values: Iterable[Any]) -> str:
 
 
 def _yes(v: Any) -> str:
-    return {True: "yes", False: "NO"}.get(v, "-") if isinstance(v, bool) or v is None else "-"
+    if v is True:
+        return "yes"
+    return "NO" if v is False else "-"
 
 
 def aggregate(rows: pd.DataFrame) -> pd.DataFrame:

@@ -33,7 +33,7 @@ import time
 try:  # the C half of json: encodes/decodes without importing re/enum (0.35 s+ under TCG)
     import _json
 except ImportError:  # pragma: no cover - every Debian python3.11 has it
-    _json = None
+    _json = None  # type: ignore[assignment]  # a module or nothing
 
 PROJECT = "/opt/oom-harness"
 INIT_DONE = "/run/oomh-init-done"
@@ -72,8 +72,8 @@ def _encode_default(o: object) -> object:
 
 
 if _json is not None:
-    _ScanCtx.parse_constant = staticmethod(_parse_constant)
-    _SCAN = _json.make_scanner(_ScanCtx())
+    _ScanCtx.parse_constant = staticmethod(_parse_constant)  # type: ignore[assignment]  # the scanner reads it
+    _SCAN = _json.make_scanner(_ScanCtx())  # type: ignore[arg-type]  # duck-typed context, as json.scanner's
     _ENCODE = _json.make_encoder(
         None, _encode_default, _json.encode_basestring_ascii, None, ": ", ", ", False, False, True
     )
