@@ -113,7 +113,7 @@ def main() -> int:
         pace(k)
         k += 1
         t0 = time.perf_counter()
-        rec = run_scenario(sc, EngineOptions())
+        rec = run_scenario(sc, EngineOptions()).to_dict()
         totals.append(time.perf_counter() - t0)
         assert rec["as_expected"], rec["reason"]
         for ph, v in rec["timings"].items():
@@ -123,7 +123,7 @@ def main() -> int:
     if not args.quick:
         time.sleep(5.3)
         t0 = time.perf_counter()
-        recs = [run_scenario(s, EngineOptions()) for s in catalogue("host")]
+        recs = [run_scenario(s, EngineOptions()).to_dict() for s in catalogue("host")]
         res["catalogue"] = {"wall_s": time.perf_counter() - t0, "scenarios": len(recs),
                             "as_expected": sum(1 for r in recs if r["as_expected"] is True),
                             "skipped": sum(1 for r in recs if r["as_expected"] is None)}

@@ -34,7 +34,7 @@ def bench(kernel: str, cold_boot: bool) -> dict:
     runner = VmRunner(kernel, cold_boot=cold_boot)
     scs = catalogue("vm")
     t0 = time.perf_counter()
-    recs = [rec for _, rec in runner.run(scs, _Quiet())]
+    recs = [rec.to_dict() for _, rec in runner.run(scs, _Quiet())]
     wall = time.perf_counter() - t0
     inside = [r["duration_s"] for r in recs if r.get("duration_s") is not None and r.get("verdict") != "skipped"]
     boots = [b["boot_s"] for b in runner.boots]

@@ -23,6 +23,7 @@ from harness.backends.docker.launcher import DockerLauncher
 from harness.backends.docker.scrub import cgroup_mounts, pids_mentioning
 from harness.errors import HarnessError
 from harness.machine.engine import can_lower_oom_score_adj
+from harness.machine.record import ScenarioRecord
 from harness.machine.scenario import resolve
 
 GLOBAL = ("/etc/docker/key.json", "/run/containerd", "/var/lib/docker", "/var/lib/containerd", "/run/docker")
@@ -85,7 +86,8 @@ def docker_runner():
 @pytest.mark.parametrize("name", ["single-hog", "larger-of-two", "adj-positive"])
 def test_oom_kill_in_container(docker_runner, name):
     (sc,) = resolve([name], "docker")
-    ((_, rec),) = list(docker_runner.run([sc], _Prog()))
+    ((_, record),) = list(docker_runner.run([sc], _Prog()))
+    rec = record.to_dict()
     assert rec["as_expected"] is True, f"{rec['verdict']}: {rec['reason']}"
     assert rec["verdict"] == "match"
     assert rec["observed_victim"]["workload"] == sc.expect_victim
@@ -104,7 +106,8 @@ def test_oom_kill_in_container(docker_runner, name):
 @pytest.mark.docker
 def test_page_cache_no_oom_in_container(docker_runner):
     (sc,) = resolve(["page-cache-no-oom"], "docker")
-    ((_, rec),) = list(docker_runner.run([sc], _Prog()))
+    ((_, record),) = list(docker_runner.run([sc], _Prog()))
+    rec = record.to_dict()
     assert rec["as_expected"] is True, rec["reason"]
     assert rec["signals"] == {"kernel_log": False, "docker_oomkilled": False, "harness": False}
 
@@ -114,7 +117,8 @@ def test_container_init_is_the_victim(docker_runner):
     """The main workload is the container's pid 1 (no docker-init); the kernel OOM-kills it all the
     same (only the global init is exempt), and the container ends with it: exit 137, OOMKilled."""
     (sc,) = resolve(["container-init-victim"], "docker")
-    ((_, rec),) = list(docker_runner.run([sc], _Prog()))
+    ((_, record),) = list(docker_runner.run([sc], _Prog()))
+    rec = record.to_dict()
     assert rec["as_expected"] is True, f"{rec['verdict']}: {rec['reason']}"
     assert rec["verdict"] == "match"
     assert rec["observed_victim"]["workload"] == "main"
@@ -136,7 +140,8 @@ def test_container_init_is_the_victim(docker_runner):
 @pytest.mark.docker
 def test_container_main_protected(docker_runner):
     (sc,) = resolve(["container-main-protected"], "docker")
-    ((_, rec),) = list(docker_runner.run([sc], _Prog()))
+    ((_, record),) = list(docker_runner.run([sc], _Prog()))
+    rec = record.to_dict()
     if not can_lower_oom_score_adj():
         assert rec["verdict"] == "skipped"
         assert "CAP_SYS_RESOURCE" in rec["reason"] and "--backend vm" in rec["reason"]
@@ -210,7 +215,8 @@ def test_sigkilled_harness_leaves_nothing_after_sweep():
 
 
 def test_cross_check_disagreement_fails_the_row():
-    rec = {
+    base = {
+        "scenario": "s", "backend": "docker", "kernel": "x",
         "verdict": "match",
         "outcome": "kill",
         "as_expected": True,
@@ -218,13 +224,14 @@ def test_cross_check_disagreement_fails_the_row():
         "cgroup": "/a/docker/abc",
         "kernel_log": "6,1,2,-;oom-kill:constraint=CONSTRAINT_MEMCG,oom_memcg=/a/docker/abc,task_memcg=/a/docker/abc\n",
     }
+    rec = ScenarioRecord.from_dict(base)
     cross_check(rec, {"OOMKilled": False, "ExitCode": 143, "container": "abc"})
-    assert rec["as_expected"] is False
-    assert "signals disagree" in rec["reason"] and rec["signals"]["docker_oomkilled"] is False
-    ok = dict(rec, as_expected=True, reason="x")
+    assert rec.as_expected is False
+    assert "signals disagree" in rec.reason and rec.signals["docker_oomkilled"] is False
+    ok = ScenarioRecord.from_dict(dict(base, as_expected=True, reason="x"))
     cross_check(ok, {"OOMKilled": True, "ExitCode": 143, "container": "abc"})
-    assert ok["as_expected"] is True
-    assert ok["signals"] == {"kernel_log": True, "docker_oomkilled": True, "harness": True}
-    other = dict(rec, as_expected=True, kernel_log="oom_memcg=/a/docker/other\n")
+    assert ok.as_expected is True
+    assert ok.signals == {"kernel_log": True, "docker_oomkilled": True, "harness": True}
+    other = ScenarioRecord.from_dict(dict(base, as_expected=True, kernel_log="oom_memcg=/a/docker/other\n"))
     cross_check(other, {"OOMKilled": True, "ExitCode": 143, "container": "abc"})
-    assert other["as_expected"] is False and other["signals"]["kernel_log"] is False
+    assert other.as_expected is False and other.signals["kernel_log"] is False

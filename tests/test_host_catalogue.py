@@ -18,7 +18,7 @@ HOST = catalogue("host")
 
 @pytest.mark.parametrize("sc", HOST, ids=[s.name for s in HOST])
 def test_scenario(sc, host, no_debris):
-    rec = run_scenario(sc, EngineOptions(backend="host"))
+    rec = run_scenario(sc, EngineOptions(backend="host")).to_dict()
     if rec["verdict"] == "skipped":
         pytest.skip(f"{sc.name}: {rec['reason']}")
     assert rec["as_expected"] is True, f"{rec['verdict']}: {rec['reason']}"

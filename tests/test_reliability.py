@@ -98,7 +98,7 @@ def test_external_sigkill_is_not_a_match(host, no_debris):
     sc = load_scenario(os.path.join(SC, "slow-grower.toml"))
     before = set(oomh_cgroups())
     result: dict = {}
-    t = threading.Thread(target=lambda: result.update(run_scenario(sc, EngineOptions())))
+    t = threading.Thread(target=lambda: result.update(run_scenario(sc, EngineOptions()).to_dict()))
     t.start()
     _wait_for_sandbox(before)
     time.sleep(1.0)  # the grower is growing, far from its limit
@@ -111,20 +111,20 @@ def test_external_sigkill_is_not_a_match(host, no_debris):
 
 
 def test_second_victim_is_reported(host, no_debris):
-    rec = run_scenario(load_scenario(os.path.join(SC, "two-growers.toml")), EngineOptions())
+    rec = run_scenario(load_scenario(os.path.join(SC, "two-growers.toml")), EngineOptions()).to_dict()
     assert rec["as_expected"] is False
     assert "second victim" in rec["reason"]
     assert len(rec["kills"]) >= 2
 
 
 def test_workload_dies_before_trigger(host, no_debris):
-    rec = run_scenario(load_scenario(os.path.join(SC, "too-big.toml")), EngineOptions())
+    rec = run_scenario(load_scenario(os.path.join(SC, "too-big.toml")), EngineOptions()).to_dict()
     assert rec["verdict"] == "error" and rec["as_expected"] is False
     assert "before it was ready" in rec["reason"]
 
 
 def test_expected_kill_that_never_comes(host, no_debris):
-    rec = run_scenario(load_scenario(os.path.join(SC, "never-reaches.toml")), EngineOptions())
+    rec = run_scenario(load_scenario(os.path.join(SC, "never-reaches.toml")), EngineOptions()).to_dict()
     assert rec["verdict"] == "no-oom" and rec["as_expected"] is False
 
 

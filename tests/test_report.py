@@ -24,6 +24,7 @@ pd = pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
 from harness.errors import HarnessError  # noqa: E402
+from harness.machine.record import ScenarioRecord  # noqa: E402
 from harness.reporting.report import build_report, kernel_order, parse_formats  # noqa: E402
 from harness.reporting.results import RunRecorder, load_run  # noqa: E402
 
@@ -82,7 +83,7 @@ def _run(root: Path, label: str, records: list[dict[str, Any]], *, partial: bool
                       env={"kernel": f"{label}.0-test", "cgroup_version": 2}, run_id=f"run-{label}")
     for r in records:
         r = dict(r, backend=backend, kernel_label=label)
-        rec.add(r)
+        rec.add(ScenarioRecord.from_dict(r))
     rec.close("complete")
     d = Path(rec.dir)
     if partial:  # as a run that was SIGKILLed: no summary, a RUNNING marker whose pid is gone

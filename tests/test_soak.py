@@ -26,7 +26,7 @@ def test_repeat_and_soak(host):
     runs = 0
     for rnd in range(ROUNDS):
         for sc in scs:
-            rec = run_scenario(sc, EngineOptions())
+            rec = run_scenario(sc, EngineOptions()).to_dict()
             runs += 1
             key = (rec["verdict"], rec["as_expected"], (rec.get("observed_victim") or {}).get("workload"))
             if rnd == 0:

@@ -31,7 +31,7 @@ def catalogue_run():
 
     runner = VmRunner(KERNEL, accel="auto")
     scs = catalogue("vm")
-    recs = {sc.name: rec for sc, rec in runner.run(scs, Quiet())}
+    recs = {sc.name: rec.to_dict() for sc, rec in runner.run(scs, Quiet())}
     return scs, recs
 
 

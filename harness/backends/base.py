@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any, Protocol
 
+from harness.machine.record import ScenarioRecord
 from harness.machine.scenario import Scenario
 
 
@@ -28,7 +29,7 @@ class Runner(Protocol):
         """What the results folder records about where the scenarios ran (kernel, cgroup version, ...)."""
         ...
 
-    def run(self, scenarios: list[Scenario], prog: ProgressSink) -> Iterator[tuple[Scenario, dict[str, Any]]]:
+    def run(self, scenarios: list[Scenario], prog: ProgressSink) -> Iterator[tuple[Scenario, ScenarioRecord]]:
         """Run *scenarios* in order, yielding ``(scenario, record)`` as each finishes."""
         ...
 

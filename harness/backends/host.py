@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from harness.machine.engine import EngineOptions, protect_self, run_scenario
+from harness.machine.record import ScenarioRecord
 from harness.machine.sandbox import detect_layout
 from harness.machine.scenario import Scenario
 
@@ -30,11 +31,11 @@ class HostRunner:
             "self_protected": self.protected,
         }
 
-    def run(self, scenarios: list[Scenario], prog: ProgressSink) -> Iterator[tuple[Scenario, dict[str, Any]]]:
+    def run(self, scenarios: list[Scenario], prog: ProgressSink) -> Iterator[tuple[Scenario, ScenarioRecord]]:
         for sc in scenarios:
             prog.start(sc.name)
             rec = run_scenario(sc, EngineOptions(backend="host"))
-            rec["kernel_label"] = "host"
+            rec.kernel_label = "host"
             yield sc, rec
 
     def close(self) -> None:

@@ -21,9 +21,12 @@ from harness.core.analysis import Context, analyze_all
 from harness.core.parser import parse_text
 from harness.errors import HarnessError
 from harness.machine.guest import RECORD_MARK
+from harness.machine.record import ScenarioRecord
 from harness.machine.scenario import Scenario
 from vm.kernels import KernelError, get_kernel
 from vm.machine import GuestError, GuestPanic, GuestVM
+
+from .base import ProgressSink
 
 GUEST_DIR = "/tmp/oomh-scenarios"
 #: Imported by the guest agent once per VM shape (before its boot snapshot); each scenario then
@@ -60,7 +63,7 @@ class VmRunner:
     def close(self) -> None:
         pass
 
-    def run(self, scenarios: list[Scenario], prog: Any) -> Iterator[tuple[Scenario, dict[str, Any]]]:
+    def run(self, scenarios: list[Scenario], prog: ProgressSink) -> Iterator[tuple[Scenario, ScenarioRecord]]:
         groups: dict[tuple[int, int, int, int], list[Scenario]] = {}
         for sc in scenarios:
             groups.setdefault(vm_shape(sc), []).append(sc)
@@ -74,7 +77,7 @@ class VmRunner:
                 yield from self._boot_and_run(shape, [sc], prog)
 
     def _boot_and_run(self, shape: tuple[int, int, int, int], queue: list[Scenario],
-                      prog: Any) -> Iterator[tuple[Scenario, dict[str, Any]]]:
+                      prog: ProgressSink) -> Iterator[tuple[Scenario, ScenarioRecord]]:
         mem, numa, swap, smp = shape
         t0 = time.monotonic()
         try:
@@ -96,16 +99,15 @@ class VmRunner:
                 sc = queue.pop(0)
                 prog.start(sc.name)
                 rec = self._run_one(vm, sc)
-                rec.setdefault("vm", {})["boot_s"] = round(vm.boot_seconds or 0.0, 3)
-                rec["vm"]["accel"] = vm.accel_used
-                rec["vm"]["resumed_from_snapshot"] = vm.resumed_from
+                rec.vm = {**(rec.vm or {}), "boot_s": round(vm.boot_seconds or 0.0, 3), "accel": vm.accel_used,
+                          "resumed_from_snapshot": vm.resumed_from}
                 yield sc, rec
-                if rec.get("guest_lost"):
+                if rec.guest_lost:
                     return  # the next scenario needs a fresh boot
         finally:
             vm.__exit__(None, None, None)
 
-    def _run_one(self, vm: GuestVM, sc: Scenario) -> dict[str, Any]:
+    def _run_one(self, vm: GuestVM, sc: Scenario) -> ScenarioRecord:
         with open(sc.path, "rb") as f:
             data = f.read()
         gpath = f"{GUEST_DIR}/{sc.name}.toml"
@@ -117,41 +119,38 @@ class VmRunner:
             console = vm.console_text() if hasattr(vm, "console_text") else e.console_tail
             return self._from_console(sc, console, time.monotonic() - t0)
         except GuestError as e:
-            rec = self._error(sc, f"guest hung or died: {e}", e.console_tail)
-            rec["guest_lost"] = True
-            return rec
+            return self._error(sc, f"guest hung or died: {e}", e.console_tail)
         for line in r.stdout.splitlines():
             if line.startswith(RECORD_MARK):
-                rec = json.loads(line[len(RECORD_MARK):])
-                rec["kernel_label"] = self.label
+                rec = ScenarioRecord.from_dict(json.loads(line[len(RECORD_MARK):]))
+                rec.kernel_label = self.label
                 return rec
         return self._error(sc, f"no result from the guest (rc {r.rc}): {r.stderr.strip()[-300:]}", "")
 
-    def _error(self, sc: Scenario, reason: str, console_tail: str) -> dict[str, Any]:
-        return {"scenario": sc.name, "backend": "vm", "kernel": self.kernel.release, "kernel_label": self.label,
-                "verdict": "error", "as_expected": False, "outcome": "error", "reason": reason,
-                "console_tail": console_tail, "guest_lost": True}
+    def _error(self, sc: Scenario, reason: str, console_tail: str) -> ScenarioRecord:
+        rec = ScenarioRecord(scenario=sc.name, backend="vm", kernel=self.kernel.release, kernel_label=self.label,
+                             reason=reason, console_tail=console_tail, guest_lost=True)
+        return rec
 
-    def _from_console(self, sc: Scenario, console: str, seconds: float) -> dict[str, Any]:
+    def _from_console(self, sc: Scenario, console: str, seconds: float) -> ScenarioRecord:
         """The guest panicked: judge the scenario from the serial console's kernel messages."""
         events = parse_text(console)
         docs = [a.to_dict() for a in analyze_all(events, Context())]
         panicked = any(d.get("panic") for d in docs) or "Kernel panic" in console
         oom_panic = any(d["verdict"] == "no-victim" and "panic_on_oom" in d["reason"] for d in docs)
-        rec: dict[str, Any] = {
-            "scenario": sc.name, "backend": "vm", "kernel": self.kernel.release, "kernel_label": self.label,
-            "expected": {"outcome": sc.expect_outcome, "victim": sc.expect_victim}, "events": docs,
-            "kernel_log": console, "duration_s": round(seconds, 3), "guest_lost": True,
-            "console_tail": "\n".join(console.splitlines()[-40:]),
-        }
+        rec = ScenarioRecord(
+            scenario=sc.name, backend="vm", kernel=self.kernel.release, kernel_label=self.label,
+            expected={"outcome": sc.expect_outcome, "victim": sc.expect_victim}, events=docs,
+            kernel_log=console, duration_s=round(seconds, 3), guest_lost=True,
+            console_tail="\n".join(console.splitlines()[-40:]),
+        )
         if sc.expect_outcome == "panic":
             ok = panicked and oom_panic
-            rec.update(outcome="panic", verdict="no-victim" if oom_panic else "error", as_expected=ok,
-                       reason=(docs[0]["reason"] if oom_panic else "the guest panicked, but not through panic_on_oom"
-                               if panicked else "no panic seen"))
-            rec["predicted_victim"] = docs[0].get("predicted_victim") if docs else None
+            rec.set_verdict("no-victim" if oom_panic else "error", "panic", ok,
+                            docs[0]["reason"] if oom_panic else "the guest panicked, but not through panic_on_oom"
+                            if panicked else "no panic seen")
+            rec.predicted_victim = docs[0].get("predicted_victim") if docs else None
         else:
-            rec.update(outcome="error", verdict="error", as_expected=False,
-                       reason="the guest panicked unexpectedly: " + next(
-                           (ln for ln in console.splitlines() if "Kernel panic" in ln), "see console_tail"))
+            rec.set_verdict("error", "error", False, "the guest panicked unexpectedly: " + next(
+                (ln for ln in console.splitlines() if "Kernel panic" in ln), "see console_tail"))
         return rec

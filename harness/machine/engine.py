@@ -31,6 +31,7 @@ from harness.errors import HarnessError
 
 from .kmsg import KmsgCursor
 from .liveness import pid_alive
+from .record import ScenarioRecord
 from .sandbox import Sandbox, detect_layout
 from .scenario import CgroupSpec, Scenario, Workload
 from .snapshot import PAGE_KB, TaskSnapshot, meminfo, snapshot
@@ -309,46 +310,43 @@ def _send(pr: _Proc, cmd: str) -> None:
         pr.popen.stdin.flush()
 
 
-def run_scenario(sc: Scenario, opts: EngineOptions | None = None, launcher: Launcher | None = None) -> dict[str, Any]:
+def run_scenario(
+    sc: Scenario, opts: EngineOptions | None = None, launcher: Launcher | None = None
+) -> ScenarioRecord:
     """Run *sc* for real and return its verdict record (see README, "Results").
 
     If the kernel suppressed the report (ratelimit; other OOMs on the machine count too), the
     scenario is run once more after the ratelimit window, and the record says so.
     """
     rec = _run_once(sc, opts, launcher or Launcher())
-    if rec.get("report_suppressed"):
+    if rec.report_suppressed:
         time.sleep(OOM_REPORT_INTERVAL_S + 0.3)
         _recent_triggers.clear()
-        first_reason = rec.get("reason", "")
+        first_reason = rec.reason
         rec = _run_once(sc, opts, launcher or Launcher())
-        rec["retried"] = "the first run's report was suppressed by the kernel's ratelimit: " + first_reason[:200]
+        rec.retried = "the first run's report was suppressed by the kernel's ratelimit: " + first_reason[:200]
     return rec
 
 
-def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> dict[str, Any]:
+def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> ScenarioRecord:
     opts = opts or EngineOptions()
     _ensure_safe(sc, opts)
     t0 = time.monotonic()
     timings: dict[str, float] = {}
-    rec: dict[str, Any] = {
-        "scenario": sc.name,
-        "backend": opts.backend,
-        "kernel": _kernel(),
-        "expected": {"outcome": sc.expect_outcome, "victim": sc.expect_victim},
-        "started": time.time(),
-    }
+    rec = ScenarioRecord(
+        scenario=sc.name,
+        backend=opts.backend,
+        kernel=_kernel(),
+        expected={"outcome": sc.expect_outcome, "victim": sc.expect_victim},
+        started=time.time(),
+    )
     layout = detect_layout()
-    rec["cgroup_version"] = layout.version
+    rec.cgroup_version = layout.version
     missing = unmet_requirements(sc, layout.version)
     if missing:
-        rec.update(
-            verdict="skipped",
-            as_expected=None,
-            outcome="skipped",
-            reason="needs " + "; ".join(missing),
-            timings={},
-            duration_s=round(time.monotonic() - t0, 4),
-        )
+        rec.set_verdict("skipped", "skipped", None, "needs " + "; ".join(missing))
+        rec.timings = {}
+        rec.duration_s = round(time.monotonic() - t0, 4)
         return rec
     warm_up(opts.python)
     cursor = KmsgCursor()
@@ -360,7 +358,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
     try:
         _apply_sysctl(sc.sysctl, old_sysctl)
         root, cgs = launcher.sandbox(sc, opts)
-        rec["cgroup"] = root.rel
+        rec.cgroup = root.rel
         tmpdir = tempfile.mkdtemp(prefix=f"oomh-{os.getpid()}-", dir=opts.tmpdir)
         timings["setup"] = time.monotonic() - t0
         # -- start every workload and wait until each holds its initial memory --------------------
@@ -386,7 +384,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
         if sc.expect_outcome != "no-oom":
             paced = _pace_for_ratelimit()
             if paced:
-                rec["ratelimit_wait_s"] = round(paced, 3)
+                rec.ratelimit_wait_s = round(paced, 3)
             t2 = time.monotonic()
         for pr in growers:
             _send(pr, "go")
@@ -400,16 +398,16 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
         timings["log"] = time.monotonic() - t3
         t4 = time.monotonic()
         rec.update(_judge(sc, cursor, root, pid_map, snap, dead, pre_kills, layout.version, outcome, launcher))
-        rec["time_to_kill_s"] = round(outcome["first_death"] - trig_ts, 4) if outcome.get("first_death") else None
+        rec.time_to_kill_s = round(outcome["first_death"] - trig_ts, 4) if outcome.get("first_death") else None
         timings["parse_model"] = time.monotonic() - t4
-        rec["kernel_log"] = cursor.text()
-        rec["kmsg_gaps"] = cursor.gaps
+        rec.kernel_log = cursor.text()
+        rec.kmsg_gaps = cursor.gaps
     except HarnessError as e:
-        rec.update(verdict="error", as_expected=False, reason=str(e), outcome="error")
-        rec["kernel_log"] = cursor.text()
+        rec.set_verdict("error", "error", False, str(e))
+        rec.kernel_log = cursor.text()
     except Exception as e:  # noqa: BLE001 - any failure is a verdict, never a crash mid-scenario
-        rec.update(verdict="error", as_expected=False, reason=f"{type(e).__name__}: {e}", outcome="error")
-        rec["kernel_log"] = cursor.text()
+        rec.set_verdict("error", "error", False, f"{type(e).__name__}: {e}")
+        rec.kernel_log = cursor.text()
     finally:
         for pr in procs.values():
             _send(pr, "exit")
@@ -420,7 +418,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
             try:
                 launcher.release(root)
             except HarnessError as e:
-                rec.setdefault("cleanup_error", str(e))
+                rec.cleanup_error = rec.cleanup_error or str(e)
         for pr in procs.values():
             with contextlib.suppress(Exception):
                 pr.popen.kill()
@@ -435,9 +433,9 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> d
         try:
             _apply_sysctl(old_sysctl, {})
         except HarnessError as e:
-            rec.setdefault("cleanup_error", str(e))
-    rec["timings"] = {k: round(v, 4) for k, v in timings.items()}
-    rec["duration_s"] = round(time.monotonic() - t0 - rec.get("ratelimit_wait_s", 0), 4)
+            rec.cleanup_error = rec.cleanup_error or str(e)
+    rec.timings = {k: round(v, 4) for k, v in timings.items()}
+    rec.duration_s = round(time.monotonic() - t0 - (rec.ratelimit_wait_s or 0), 4)
     return rec
 
 

@@ -9,11 +9,13 @@ machine is a throw-away VM.
 from __future__ import annotations
 
 import json
+import platform
 import sys
 
 from harness.errors import HarnessError
 
 from .engine import EngineOptions, protect_self, run_scenario
+from .record import ScenarioRecord
 from .scenario import load_scenario
 
 #: Prefix of the one stdout line that carries a scenario's record (the VM runner looks for it).
@@ -27,8 +29,9 @@ def main(argv: list[str]) -> int:
             sc = load_scenario(path)
             rec = run_scenario(sc, EngineOptions(backend="vm", allow_unlimited=True, allow_sysctl=True))
         except HarnessError as e:
-            rec = {"scenario": path, "verdict": "error", "as_expected": False, "reason": str(e)}
-        sys.stdout.write(RECORD_MARK + json.dumps(rec, default=str) + "\n")
+            rec = ScenarioRecord(scenario=path, backend="vm", kernel=platform.release())
+            rec.set_verdict("error", "error", False, str(e))
+        sys.stdout.write(RECORD_MARK + json.dumps(rec.to_dict(), default=str) + "\n")
         sys.stdout.flush()
     return 0
 

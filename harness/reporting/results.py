@@ -27,6 +27,7 @@ from typing import Any
 
 from harness import __version__
 from harness.atomic import atomic_write
+from harness.machine.record import ScenarioRecord
 
 DEFAULT_ROOT = "results"
 ROW_DROP = ("events", "snapshot", "kernel_log")
@@ -69,8 +70,9 @@ class RunRecorder:
         self._verdicts = open(os.path.join(self.dir, "verdicts.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
         self._log = open(os.path.join(self.dir, "kernel.log"), "a", encoding="utf-8")  # noqa: SIM115
 
-    def add(self, rec: dict[str, Any]) -> dict[str, Any]:
+    def add(self, record: ScenarioRecord) -> dict[str, Any]:
         """Record one scenario; returns the verdict row that was written."""
+        rec = record.to_dict()
         key = f"{rec.get('scenario')}#{len(self.rows)}"
         row = {k: v for k, v in rec.items() if k not in ROW_DROP}
         row["run_id"] = self.run_id

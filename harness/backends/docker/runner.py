@@ -11,8 +11,10 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.machine.engine import EngineOptions, protect_self, run_scenario
+from harness.machine.record import ScenarioRecord
 from harness.machine.scenario import Scenario
 
+from ..base import ProgressSink
 from . import LABEL, progress
 from .crosscheck import cross_check
 from .daemon import DockerEngine, sweep_stale
@@ -65,18 +67,18 @@ class DockerRunner:
             **self._env,
         }
 
-    def run(self, scenarios: list[Scenario], prog: Any) -> Iterator[tuple[Scenario, dict[str, Any]]]:
+    def run(self, scenarios: list[Scenario], prog: ProgressSink) -> Iterator[tuple[Scenario, ScenarioRecord]]:
         for sc in scenarios:
             prog.start(sc.name)
             launcher = DockerLauncher(self.engine, self.image)
             try:
                 rec = run_scenario(sc, EngineOptions(backend="docker"), launcher)
-                rec["kernel_label"] = "docker"
+                rec.kernel_label = "docker"
                 cross_check(rec, launcher.inspected)
-                if rec.get("verdict") == "error":
+                if rec.verdict == "error":
                     err = launcher.exec_stderr()
                     if err:
-                        rec.setdefault("docker", {})["exec_stderr"] = err
+                        rec.docker = {**(rec.docker or {}), "exec_stderr": err}
             finally:
                 launcher.close()
             yield sc, rec
