@@ -34,6 +34,12 @@ MSG = "Out of memory: Killed process 42 (a b) total-vm:4kB, anon-rss:0kB, file-r
         (f"[jeu. 19 nov. 18:03:30 2026] {MSG}", None, None, None),
         (f"[月  1月 26 10:00:00 2026] {MSG}", None, None, None),
         (f"[木 11月 26 23:59:59 2026] {MSG}", None, None, None),
+        # dmesg -x / --decode: facility and level names, padded, before any dmesg form
+        (f"kern  :warn  : [Thu Aug 17 17:29:27 2023] {MSG}", None, None, None),
+        (f"    kern  :err   : [Thu Aug 17 17:29:27 2023] {MSG}", None, None, None),
+        (f"kern  :info  : [  12.345678] {MSG}", 12.345678, None, None),
+        (f"user  :notice: {MSG}", None, None, None),
+        (f"local7:debug : {MSG}", None, None, None),
         # dmesg --time-format iso
         (f"2026-11-25T14:10:55,123456+00:00 {MSG}", None, None, None),
         (f"2026-11-25T14:10:55,123456+0100 {MSG}", None, None, None),

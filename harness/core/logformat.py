@@ -9,6 +9,8 @@ Recognised envelopes (any combination, in this order from the left):
   ``2026-11-25T14:10:55.123456+00:00 host kernel: ``;
 * ``dmesg --time-format iso``: ``2026-11-25T14:10:55,123456+00:00 message``;
 * ``dmesg -T``: ``[Wed Nov 25 14:10:55 2026] message``;
+* ``dmesg -x`` (``--decode``): ``kern  :warn  : `` before any of the dmesg forms (util-linux prints
+  the facility and the level names, each padded to six columns: ``"%-6s:%-6s: "``);
 * raw console / ``dmesg -r``: ``<4>`` level prefixes;
 * printk timestamps ``[ 1234.567890]`` and caller ids ``[  T123]`` / ``[  C1]`` (with or without a
   space between them, as the console prints ``[    0.0][    T0]``);
@@ -42,6 +44,11 @@ _SYSLOG = re.compile(
     r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"  # Nov 25 14:10:55
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)"  # ISO 8601
     r" \S+ kernel(?:\[\d+\])?: "
+)
+# dmesg -x / --decode: "kern  :warn  : ", "user  :err   : ", "local7:debug : " (util-linux sys-utils/dmesg.c)
+_DECODED = re.compile(
+    r"^(?:kern|user|mail|daemon|auth|syslog|lpr|news|uucp|cron|authpriv|ftp|res0|res1|res2|res3|local[0-7]) *:"
+    r"(?:emerg|alert|crit|err|warn|notice|info|debug) *: ?"
 )
 _ISO_DMESG = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)? ")
 # ctime in any locale: "[Wed Nov 25 14:10:55 2026]", "[dim. 19 avril 18:03:30 2026]", "[月  1月 26 ...]"
@@ -77,6 +84,13 @@ def normalize(raw: str, lineno: int = 0) -> LogLine | None:
         if not line:
             return LogLine("", lineno)
         first = line[0]
+    if first.islower() and line[6:7] == ":":
+        m = _DECODED.match(line)
+        if m:
+            line = line[m.end() :]
+            if not line:
+                return LogLine("", lineno)
+            first = line[0]
     if first.isdigit():
         m = _KMSG.match(line)
         if m:
