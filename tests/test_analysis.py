@@ -253,20 +253,45 @@ def test_incomplete_table_is_undecidable() -> None:
     assert "kill line" in d["reason"] or "incomplete" in d["reason"]
 
 
-def test_unknown_totalpages_with_adj_is_undecidable() -> None:
-    # without the "Kill process ... score" line nothing pins the memcg's swap term, and adj 969/-998 matter
-    text = "\n".join(
-        line
+def _adj969_without_score(envoy_adj: int = 969) -> str:
+    # without the "Kill process ... score" line nothing pins the memcg's swap term
+    return "\n".join(
+        line.replace("969 envoy", f"{envoy_adj} envoy")
         for line in (SYN / "4.19-memcg-v1-tasks-state-adj969.log").read_text().splitlines()
         if "Kill process" not in line
     )
-    (ev,) = parse_text(text)
+
+
+def test_unknown_totalpages_with_adj_is_undecidable() -> None:
+    # envoy (adj 1000) overtakes java (adj 969) once totalpages/1000 > (120128 - 10020) / 31: only
+    # with more than ~3.5M pages of memcg limit + swap, which an unknown swap term allows
+    (ev,) = parse_text(_adj969_without_score(1000))
     d = analyze(ev).to_dict()
     assert d["verdict"] == "undecidable"
     assert "totalpages unknown" in d["reason"]
     # the machine's total swap settles it
     d2 = analyze(ev, Context(total_swap_pages=0)).to_dict()
     assert d2["verdict"] == "match" and d2["totalpages"] == 131072
+
+
+def test_unknown_totalpages_with_equal_adj_is_decided() -> None:
+    # java and envoy share adj 969 (pause has -998): the adj term adds the same to both at any
+    # totalpages, so the larger java wins whatever the unknown swap term is
+    (ev,) = parse_text(_adj969_without_score())
+    d = analyze(ev).to_dict()
+    assert d["verdict"] == "match" and d["predicted_victim"]["pid"] == 6002
+    assert any("does not change the ranking" in n for n in d["notes"])
+
+
+def test_unknown_totalpages_leader_in_rss_and_adj_is_decided() -> None:
+    # 5.15 AKS paste: swap.max unlimited, total swap not printed; stress-ng-vm (adj 1000) leads
+    # every other task (adj 988, -998) in rss + pgtables as well, so no totalpages changes the choice
+    (d,) = [
+        x
+        for x in docs(FIX / "pastes" / "5.15-azure-aks-nginx-stress-ng-memcg-v2-syslog-dmesg-ts-memstat-per-line.log")
+        if x["complete"]
+    ]
+    assert d["verdict"] == "match" and d["observed_victim"]["pid"] == 183960
 
 
 def test_unknown_totalpages_without_adj_is_decided() -> None:

@@ -389,21 +389,14 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
             predicted = _who(sel.chosen.pid, sel.chosen.name) if sel.chosen else None
 
     # Uncertain totalpages: does the answer depend on it?
-    adj_matters = (
-        len({t.oom_score_adj for t in tasks if t.oom_score_adj != -1000}) > 1
-        or (any(t.oom_score_adj not in (0, -1000) for t in tasks))
-        or era.thousand_scale
-    )
-    if not tp_known or (hi is not None and hi != lo) or (hi is None and lo is not None and lo != hi):
-        if adj_matters:
-            alt = _select(tasks, hi, era, pkb) if hi is not None else None
-            if not tp_known or alt is None or (alt.chosen and sel.chosen and alt.chosen.pid != sel.chosen.pid):
-                return result(
-                    "undecidable",
-                    f"totalpages unknown ({tp_note}) and oom_score_adj values make it matter",
-                    predicted,
-                    cands,
-                )
+    if not tp_known or hi != lo:
+        if not _choice_independent_of_totalpages(tasks, lo if tp_known else None, hi, era, pkb):
+            return result(
+                "undecidable",
+                f"totalpages unknown ({tp_note}) and oom_score_adj values make it matter",
+                predicted,
+                cands,
+            )
         notes.append(f"totalpages not exact ({tp_note}); it does not change the ranking")
 
     child_note = ""
@@ -423,6 +416,43 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
     # --- mismatch: find the cause ------------------------------------------------------------
     reason = _explain(ev, sel, tasks, obs_task, selected, era, choice, tp, pkb, prev)
     return result("mismatch", reason + child_note, predicted, cands)
+
+
+# An upper bound for totalpages when a report prints no memory totals: 2^40 pages (4 PiB of 4 KiB
+# pages) is more RAM + swap than any machine has.
+TP_MAX = 1 << 40
+
+
+def _choice_independent_of_totalpages(tasks: list[Task], lo: int | None, hi: int | None, era: Era, pkb: int) -> bool:
+    """Does every ``totalpages`` in [lo, hi] (unknown bounds: 1 and :data:`TP_MAX`) select the same task?
+
+    ``oom_badness()`` depends on totalpages in one way per era (mm/oom_kill.c):
+
+    * 3.5+ ("mm, oom: normalize oom scores to oom_score_adj scale only for userspace", v3.5):
+      ``points = rss + swap + pgtables; [adj -= 30 if CAP_SYS_ADMIN, until 3.13]; adj *= totalpages /
+      1000; points += adj`` (oom_badness(), "/* Normalize to oom_score_adj units */", the same lines
+      from v3.5 to v6.18) -- so the difference between two tasks is affine in ``totalpages / 1000``;
+    * 2.6.36-3.4 (a63d83f427fb): ``points = (rss + swap [+ nr_ptes]) * 1000 / totalpages [- 30] + adj``
+      -- the difference is affine in ``1 / totalpages``.
+
+    A difference that favours the same task at both ends of the interval favours it throughout, so
+    checking the two ends decides (a tie at an end is broken by scan order, which does not depend on
+    totalpages) -- unless a clamp is involved at an end (eligible scores below 1 become 1 before 5.9;
+    the 0..1000 scale's ceiling), which is taken as dependence.  (On the 0..1000 scale integer
+    division can still create a tie inside the interval; scan order breaks it.)
+    """
+    ends = (max(lo or 1, 1), hi if hi is not None else TP_MAX)
+    chosen: int | None = None
+    for tp in ends:
+        s = _select(tasks, tp, era, pkb)
+        if s.chosen is None or s.points is None:
+            return False
+        if chosen is not None and s.chosen.pid != chosen:
+            return False
+        chosen = s.chosen.pid
+        if (not era.signed and s.points <= 1) or (era.thousand_scale and s.points >= 1000):
+            return False
+    return True
 
 
 def _solve_totalpages(t: Task, score: int, era: Era, lo: int, hi: int | None, pkb: int) -> tuple[int, int] | None:
@@ -452,6 +482,7 @@ def _solve_totalpages(t: Task, score: int, era: Era, lo: int, hi: int | None, pk
         denom = score - t.oom_score_adj
         k0 = base_pages // denom if denom > 0 else k_lo
         ks = range(max(k_lo, k0 // 2), min(k_hi, k0 * 2 + 2) + 1)
+
     found: list[int] = []
     for k in ks:
         # (the lower bound itself, e.g. a memcg limit on a host without swap, is a candidate too)
