@@ -303,6 +303,26 @@ def test_unknown_totalpages_without_adj_is_decided() -> None:
     assert d["verdict"] == "match"  # all adj 0: the ranking does not depend on totalpages
 
 
+@pytest.mark.parametrize(
+    ("name", "victim", "lo", "hi"),
+    [
+        # 256 MB QEMU armv7l, 3.2.21, no swap: 65536 pages of RAM, 2170 reserved (not read: see the
+        # pastes index) -- the printed 861 pins totalpages to ~63.2k pages, near 65536 - 2170
+        ("3.2.21-armv7l-qemu-oom-killer-try-global-noswap-c-comment.log", 474, 63219, 63291),
+        # 64 MB ARMv5 board, no swap: printed 639 for f951 (rss 10245)
+        ("2.6.3x-armv5-rascal-angstrom-f951-global-noswap-no-timestamps.log", 738, 15305, 15328),
+    ],
+)
+def test_printed_score_pins_totalpages_without_any_bound(name: str, victim: int, lo: int, hi: int) -> None:
+    # No memory totals are read from these reports, so nothing bounds totalpages; uid-0 tasks get the
+    # 3.5-3.13 root bonus (adj - 30, times totalpages / 1000), so totalpages decides.  The printed
+    # score must be searched over every plausible size (it moves by ~14 inside one totalpages/1000
+    # step at this size, so sampling three values per step finds nothing).
+    (d,) = docs(FIX / "pastes" / name)
+    assert d["verdict"] == "match" and d["predicted_victim"]["pid"] == victim, d["reason"]
+    assert d["totalpages"] == lo and f"{lo}..{hi} from the printed score" in d["totalpages_note"]
+
+
 def test_earlier_victim_in_the_table() -> None:
     # the same report twice: the second time the first victim is still listed
     text = (SYN / "3.10-global-nr_ptes-root-minus30.log").read_text()

@@ -371,12 +371,14 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
 
     # The printed score (<=5.0) pins down totalpages when the report does not.
     if (not tp_known or hi != lo) and ev.select is not None and obs_task is not None:
-        solved = _solve_totalpages(obs_task, ev.select.score, era, lo or 1, hi, pkb)
+        # (no bound at all when the report printed no memory totals: search every plausible size)
+        top = hi if (hi is not None or tp_known) else TP_MAX
+        solved = _solve_totalpages(obs_task, ev.select.score, era, lo or 1, top, pkb)
         if solved is None and era.root_bonus is not None and obs_task.cap_sys_admin:
             # The uid-0 guess for CAP_SYS_ADMIN may be wrong (containers drop it): ask the score.
             no_caps = [replace(t, cap_sys_admin=False) for t in tasks]
             obs2 = _find(no_caps, obs_task.pid)
-            solved = _solve_totalpages(obs2, ev.select.score, era, lo or 1, hi, pkb) if obs2 else None
+            solved = _solve_totalpages(obs2, ev.select.score, era, lo or 1, top, pkb) if obs2 else None
             if solved is not None:
                 tasks, obs_task = no_caps, obs2
                 notes.append("the printed score fits only without CAP_SYS_ADMIN: no root bonus applied")
@@ -483,12 +485,42 @@ def _solve_totalpages(t: Task, score: int, era: Era, lo: int, hi: int | None, pk
         k0 = base_pages // denom if denom > 0 else k_lo
         ks = range(max(k_lo, k0 // 2), min(k_hi, k0 * 2 + 2) + 1)
 
+    def within(a: int, c: int) -> list[int]:
+        """The first and last tp in [a, c] printing *score*, by bisection: inside one k = tp // 1000
+        the points are fixed and ``points * 1000 / tp`` (3.5-5.0) falls as tp grows, as the 0..1000
+        badness does everywhere (2.6.36-3.4)."""
+        x, y = a, c + 1
+        while x < y:  # first tp printing <= score
+            mid = (x + y) // 2
+            p = printed(mid)
+            if p is not None and p <= score:
+                y = mid
+            else:
+                x = mid + 1
+        if x > c or printed(x) != score:
+            return []
+        first, y = x, c + 1
+        while x < y:  # first tp printing < score
+            mid = (x + y) // 2
+            p = printed(mid)
+            if p is not None and p >= score:
+                x = mid + 1
+            else:
+                y = mid
+        return [first, x - 1]
+
     found: list[int] = []
     for k in ks:
         # (the lower bound itself, e.g. a memcg limit on a host without swap, is a candidate too)
         for tp in (max(k * 1000, lo), k * 1000 + 500, k * 1000 + 999):
             if lo <= tp <= top and printed(tp) == score:
                 found.append(tp)
+        if k <= 4 * max(score, 1) + 4:
+            # small totalpages: the printed score moves by more than 1 inside one k (a 256 MB ARM
+            # board: k = 63, score 861), so three samples per k can miss every fitting value
+            a, c = max(k * 1000, lo), min(k * 1000 + 999, top)
+            if a <= c:
+                found += within(a, c)
     if not found:
         return None
     return min(found), max(found)
