@@ -323,6 +323,17 @@ def test_printed_score_pins_totalpages_without_any_bound(name: str, victim: int,
     assert d["totalpages"] == lo and f"{lo}..{hi} from the printed score" in d["totalpages_note"]
 
 
+def test_impossible_printed_score_names_a_patched_kernel() -> None:
+    # 3.5-rc2 with a proposed oom_badness patch (linux-mm, Dave Jones 2012-06-11): dbus-daemon (rss 1,
+    # adj -900) selected with score 511952, while 3.5's points * 1000 / totalpages cannot pass ~1000
+    (d,) = docs(FIX / "pastes" / "3.5rc2-linux-mm-davej-trinity-global-score-overflow-wrong-victim.log")
+    assert d["verdict"] == "mismatch" and d["observed_victim"]["pid"] == 503
+    assert d["reason"].startswith("impossible score: the kernel printed score 511952")
+    # a plausible score is never called impossible: every public report with a select line
+    for p in sorted(PUB.glob("*.log")):
+        assert all(not x["reason"].startswith("impossible") for x in docs(p)), p.name
+
+
 def test_earlier_victim_in_the_table() -> None:
     # the same report twice: the second time the first victim is still listed
     text = (SYN / "3.10-global-nr_ptes-root-minus30.log").read_text()

@@ -416,7 +416,8 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
         return result("match", why + child_note, predicted, cands)
 
     # --- mismatch: find the cause ------------------------------------------------------------
-    reason = _explain(ev, sel, tasks, obs_task, selected, era, choice, tp, pkb, prev)
+    impossible = _impossible_score(ev, tasks, era, tp, pkb) if (tp_known and lo == hi) else None
+    reason = impossible or _explain(ev, sel, tasks, obs_task, selected, era, choice, tp, pkb, prev)
     return result("mismatch", reason + child_note, predicted, cands)
 
 
@@ -524,6 +525,35 @@ def _solve_totalpages(t: Task, score: int, era: Era, lo: int, hi: int | None, pk
     if not found:
         return None
     return min(found), max(found)
+
+
+def _impossible_score(ev: OomEvent, tasks: list[Task], era: Era, tp: int, pkb: int) -> str | None:
+    """A printed score no mainline kernel of *era* can print for any task of the table, or None.
+
+    ``Kill process N (comm) score S or sacrifice child`` (2.6.36-5.0) prints the 0..1000 badness
+    itself up to 3.4 (a63d83f427fb), and ``points * 1000 / totalpages`` from 3.5 to 5.0, where
+    ``points <= rss + swap + page tables + 1000 * (totalpages / 1000)`` (oom_badness(), adj at most
+    OOM_SCORE_ADJ_MAX).  A score above that bound, with totalpages known, means the kernel computed
+    badness differently from mainline: a patched or buggy kernel (e.g. an arithmetic overflow).
+    """
+    if ev.select is None or not era.sacrifice_child or not tasks:
+        return None
+    ps = pkb * 1024
+    if era.thousand_scale:
+        bound = 1000
+    else:
+        base = max(t.rss + t.swapents + _pagetable_pages(t, era, ps) for t in tasks)
+        base += _counter_tolerance(era, tasks)
+        bound = (base + 1000 * (tp // 1000)) * 1000 // max(tp, 1)
+    if ev.select.score <= bound:
+        return None
+    scale = "the 0..1000 badness" if era.thousand_scale else "points * 1000 / totalpages"
+    return (
+        f"impossible score: the kernel printed score {ev.select.score} for {ev.select.pid} ({ev.select.name}), "
+        f"but in era {era.label} the score is {scale} and no task of this table can exceed {bound} "
+        f"(totalpages {tp}): the kernel's badness is not mainline's (a patched or buggy kernel, e.g. an "
+        "arithmetic overflow)"
+    )
 
 
 def _no_victim_reason(ev: OomEvent) -> str:
