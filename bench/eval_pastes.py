@@ -15,7 +15,10 @@ and judges it against its index entry:
 The headline is over the reports whose task table is complete (``complete`` in the index); the
 same figures over every report follow, then every failure with a one-line cause.
 
-    .venv/bin/python bench/eval_pastes.py [--dir DIR ...] [--json]
+    .venv/bin/python bench/eval_pastes.py [--dir DIR ...] [--code TREE] [--json]
+
+``--code TREE`` judges with the harness of another checkout (e.g. ``/work/wt-repair``), read-only;
+the fixtures and the reason classes stay this tree's.
 """
 
 from __future__ import annotations
@@ -29,11 +32,26 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+CODE = Path(sys.argv[sys.argv.index("--code") + 1]).resolve() if "--code" in sys.argv[:-1] else ROOT
+sys.path.insert(0, str(CODE))
+sys.dont_write_bytecode = CODE != ROOT  # another checkout is only read
 
 from harness.core.analysis import analyze_all  # noqa: E402
 from harness.core.parser import parse_file  # noqa: E402
-from harness.core.reasons import reason_class  # noqa: E402
+
+
+def _load_reasons() -> Any:
+    """This tree's harness/core/reasons.py, whatever tree the harness is imported from."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_eval_reasons", ROOT / "harness" / "core" / "reasons.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+reason_class = _load_reasons().reason_class
 
 DIRS = [ROOT / "tests" / "fixtures" / "public", ROOT / "tests" / "fixtures" / "pastes"]
 
@@ -165,6 +183,7 @@ def summary(rows: list[Judged]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dir", action="append", type=Path, help="fixture folder with index.json (repeatable)")
+    ap.add_argument("--code", type=Path, help="judge with the harness of this checkout (read-only)")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     a = ap.parse_args(argv)
     rows = evaluate(a.dir or DIRS)
@@ -204,4 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `| head` is fine
     sys.exit(main())
