@@ -334,6 +334,31 @@ def test_impossible_printed_score_names_a_patched_kernel() -> None:
         assert all(not x["reason"].startswith("impossible") for x in docs(p)), p.name
 
 
+def test_foreign_table_column_names_a_patched_kernel() -> None:
+    # Gang Li's per-NUMA-node OOM series (2022, never merged) prints "(01)nrss" between rss and
+    # pgtables_bytes and selects by node-1 rss: the report itself shows the kernel is not mainline
+    (d,) = docs(FIX / "pastes" / "5.19-lkml-gangli-mempolicy-patched-nrss-column-partial.log")
+    assert d["table_layout"] == "4.19-6.7 (pgtables_bytes) + unknown columns: (01)nrss"
+    assert d["verdict"] == "mismatch" and d["reason"].startswith("patched kernel: its task table has column(s)")
+    assert d["observed_victim"]["pid"] == 13135 and d["predicted_victim"]["pid"] == 12399
+
+
+def test_lost_beginning_may_hide_an_earlier_kill() -> None:
+    # A report cut before its table (no header): the kernel kills envoy although java leads.  An
+    # earlier kill of java in the lost part (reaped: MMF_OOM_SKIP, skipped by 4.7+) would explain it.
+    lines = (SYN / "4.19-memcg-v1-tasks-state-adj969.log").read_text().splitlines(keepends=True)
+    start = next(i for i, ln in enumerate(lines) if "Tasks state" in ln)
+    text = "".join(lines[start:]).replace("6002 (java) score 1884", "6003 (envoy) score 1031")
+    text = text.replace("Killed process 6002 (java)", "Killed process 6003 (envoy)")
+    (ev,) = parse_text(text)
+    d = analyze(ev, Context(total_swap_pages=0)).to_dict()
+    assert d["verdict"] == "undecidable" and "an earlier kill of it" in d["reason"], d["reason"]
+    # with its beginning the same choice is a mismatch
+    full = "".join(lines).replace("6002 (java) score 1884", "6003 (envoy) score 1031")
+    (ev2,) = parse_text(full.replace("Killed process 6002 (java)", "Killed process 6003 (envoy)"))
+    assert analyze(ev2, Context(total_swap_pages=0)).to_dict()["verdict"] == "mismatch"
+
+
 def test_earlier_victim_in_the_table() -> None:
     # the same report twice: the second time the first victim is still listed
     text = (SYN / "3.10-global-nr_ptes-root-minus30.log").read_text()

@@ -22,6 +22,7 @@ from typing import Any
 from .eras import ERAS, Era, EraChoice, infer_era
 from .events import OomEvent, TaskRow
 from .model import Selection, Task, _pagetable_pages, oom_badness, oom_score, select_bad_process, totalpages_memcg
+from .parser import FOREIGN_COLUMNS
 
 __all__ = ["Context", "Analysis", "analyze", "analyze_all", "EVENT_KEYS"]
 
@@ -417,7 +418,24 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
 
     # --- mismatch: find the cause ------------------------------------------------------------
     impossible = _impossible_score(ev, tasks, era, tp, pkb) if (tp_known and lo == hi) else None
+    foreign = _foreign_columns(ev)
+    if foreign and not impossible:
+        impossible = (
+            f"patched kernel: its task table has column(s) no mainline kernel prints ({', '.join(foreign)}), so "
+            "its selection need not follow mainline's oom_badness()"
+        )
     reason = impossible or _explain(ev, sel, tasks, obs_task, selected, era, choice, tp, pkb, prev)
+    if reason.startswith("unexplained") and ev.trigger is None and era.at_least(4, 7) and sel.chosen is not None:
+        # The log before the table is lost: it may hold an earlier kill of the model's top task, which
+        # is then skipped once reaped (4.7+: oom_evaluate_task() skips a victim whose mm has
+        # MMF_OOM_SKIP), so the kernel's next choice is no evidence against the model.
+        return result(
+            "undecidable",
+            f"the model's top task {sel.chosen.pid} ({sel.chosen.name}) is not the kernel's, and the report's "
+            "beginning is lost: an earlier kill of it (reaped, MMF_OOM_SKIP) would explain the choice",
+            predicted,
+            cands,
+        )
     return result("mismatch", reason + child_note, predicted, cands)
 
 
@@ -525,6 +543,12 @@ def _solve_totalpages(t: Task, score: int, era: Era, lo: int, hi: int | None, pk
     if not found:
         return None
     return min(found), max(found)
+
+
+def _foreign_columns(ev: OomEvent) -> list[str]:
+    """Columns of the report's task-table header that no mainline kernel prints (a patched kernel)."""
+    layout = ev.table_layout or ""
+    return layout.split(FOREIGN_COLUMNS, 1)[1].split() if FOREIGN_COLUMNS in layout else []
 
 
 def _impossible_score(ev: OomEvent, tasks: list[Task], era: Era, tp: int, pkb: int) -> str | None:

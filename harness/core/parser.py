@@ -150,7 +150,20 @@ _INT_COLUMNS = {
 }
 
 
+# Every column a mainline dump_tasks() header has printed, 2.6.36 to 7.x (mm/oom_kill.c).
+MAINLINE_COLUMNS = frozenset(_INT_COLUMNS | {"name"})
+# What follows a layout name when the header has columns no mainline kernel prints (a patched
+# kernel, e.g. Gang Li's per-node "(01)nrss" of 2022).
+FOREIGN_COLUMNS = " + unknown columns: "
+
+
 def _layout_name(cols: list[str], pid_width: int) -> str:
+    foreign = [c for c in cols if c not in MAINLINE_COLUMNS]
+    name = _mainline_layout_name(cols, pid_width)
+    return name + FOREIGN_COLUMNS + " ".join(foreign) if foreign and not name.startswith("unknown") else name
+
+
+def _mainline_layout_name(cols: list[str], pid_width: int) -> str:
     if "cpu" in cols:
         return "2.6.36-3.5 (cpu oom_adj)"
     if "rss_anon" in cols:

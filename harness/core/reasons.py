@@ -7,8 +7,8 @@ without depending on the wording.  :func:`reason_class` maps a (verdict, reason)
 * ``match``: ``match``;
 * undecidable: ``no-table`` (no task table; also "only the kill line was printed"),
   ``no-kill-line`` (the report ends before the kill), ``table-incomplete``,
-  ``victim-not-in-table``, ``totalpages-unknown``;
-* mismatch: ``impossible-score``, ``era``, ``tie``, ``near-tie``, ``root-bonus``,
+  ``victim-not-in-table``, ``totalpages-unknown``, ``earlier-kill-lost``;
+* mismatch: ``impossible-score``, ``patched-kernel``, ``era``, ``tie``, ``near-tie``, ``root-bonus``,
   ``earlier-victim``, ``not-in-table``, ``ineligible``, ``no-eligible``, ``allocating-task``,
   ``unexplained``;
 * no-victim: ``panic_on_oom``, ``no-killable``, ``exiting``, ``panic``;
@@ -27,7 +27,9 @@ _RULES: tuple[tuple[str, str, str], ...] = (
     ("undecidable", "task table incomplete", "table-incomplete"),
     ("undecidable", "not in the task table", "victim-not-in-table"),
     ("undecidable", "totalpages unknown", "totalpages-unknown"),
+    ("undecidable", "beginning is lost: an earlier kill", "earlier-kill-lost"),
     ("mismatch", "impossible", "impossible-score"),
+    ("mismatch", "patched kernel", "patched-kernel"),
     ("mismatch", "era mismatch", "era"),
     ("mismatch", "near tie", "near-tie"),
     ("mismatch", "tie:", "tie"),
