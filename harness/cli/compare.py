@@ -22,9 +22,10 @@ from harness.backends.registry import make_runner
 from harness.errors import HarnessError
 from harness.machine.scenario import Scenario, resolve
 from harness.reporting import report
+from harness.reporting.junit import write_junit
 from vm.kernels import KNOWN_SERIES, cached_kernels
 
-from .session import record_run
+from .session import RunInterrupted, record_run
 
 SERIES_RE = re.compile(r"\d+\.\d+")
 
@@ -111,17 +112,27 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 # one kernel that cannot boot (not downloadable, no QEMU) must not lose the others' results
                 notes.append(f"{label}: not run: {e}")
                 print(f"oom-harness: {label}: {e}", file=sys.stderr)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if isinstance(e, RunInterrupted):
+            dirs.append(e.where)  # the kernel that was running: read as far as it got
         if dirs:
             rep = report.build_report(dirs, out, formats, args.plot_scenario, notes=[*notes, "compare was interrupted"])
             report.print_files(rep)
+            _junit(args.junit, dirs)
         raise
     if not dirs:
         raise HarnessError("no kernel could be run: " + "; ".join(notes))
     rep = report.build_report(dirs, out, formats, args.plot_scenario, notes=notes)
     sys.stdout.write(rep.markdown)
     report.print_files(rep)
+    _junit(args.junit, dirs)
     return 0
+
+
+def _junit(path: str | None, dirs: list[str]) -> None:
+    if path:
+        write_junit(path, dirs)
+        print(f"wrote JUnit XML {path}", file=sys.stderr)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -132,6 +143,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     rep = report.build_report(args.runs, out, formats, args.plot_scenario)
     sys.stdout.write(rep.markdown)
     report.print_files(rep)
+    _junit(args.junit, [r.dir for r in rep.runs])
     for r in rep.partial_runs:
         print(f"note: {r.run_id} is a partial run ({r.status_note()})", file=sys.stderr)
     return 0
@@ -157,6 +169,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="QEMU accelerator")
     p.add_argument("--cold-boot", action="store_true", help="boot every VM from scratch (no boot snapshots)")
     p.add_argument("--repeat", type=int, default=1, help="run every scenario N times per kernel")
+    p.add_argument("--junit", metavar="PATH", help="also write JUnit XML here: one testsuite per kernel, one "
+                   "testcase per scenario, the kernel's report attached")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser(
@@ -171,4 +185,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="outputs, comma-separated from md,html,csv,parquet (default: all)")
     p.add_argument("--plot-scenario", action="append", metavar="NAME",
                    help="draw the points-per-task plot only for this scenario (repeatable; default: all)")
+    p.add_argument("--junit", metavar="PATH", help="also write JUnit XML of these runs here")
     p.set_defaults(func=_cmd_report)

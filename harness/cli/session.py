@@ -62,6 +62,14 @@ def _victims(row: dict[str, Any]) -> str:
     return f"killed {(o or {}).get('workload') or (o or {}).get('name')}, model {(p or {}).get('workload') or '-'}"
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during :func:`record_run`; ``where`` is the run folder, closed as "interrupted"."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+
 def record_run(
     runner: Runner, scenarios: list[Scenario], results: str, backend: str
 ) -> tuple[str, list[dict[str, Any]]]:
@@ -80,6 +88,8 @@ def record_run(
                 rows.append(rec.add(record))
                 prog.finish(rows[-1])
             status = "complete"
+        except KeyboardInterrupt:
+            raise RunInterrupted(rec.dir) from None
         finally:
             rec.close(status)
             runner.close()
