@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from ktap_spec import check
 
+from harness.machine.record import ScenarioRecord
 from harness.reporting.junit import junit_xml, kernel_logs
 from harness.reporting.ktap import ktap
 from harness.reporting.results import RunRecorder
@@ -160,7 +161,7 @@ def two_kernels(tmp_path: Path) -> list[str]:
         rec = RunRecorder(str(tmp_path), backend=backend, kernel_label=label,
                           env={"kernel": f"{label}-test", "cgroup_version": 2}, run_id=f"run-{label}")
         for r in _rows():
-            rec.add(dict(r, backend=backend, kernel_label=label))
+            rec.add(ScenarioRecord.from_dict(dict(r, backend=backend, kernel_label=label)))
         rec.close("complete")
         dirs.append(rec.dir)
     return dirs
