@@ -244,7 +244,7 @@ def run_scenario_here(scenario: Any, backend: str = "host", kernel: str | None =
         status = "interrupted"
         try:
             (_sc, record), *_ = list(runner.run([sc], _Quiet()))
-            rec = record.to_dict() if hasattr(record, "to_dict") else dict(record)
+            rec = record.to_dict()
             if results:
                 recorder.add(record)
             status = "complete"

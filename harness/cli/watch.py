@@ -132,9 +132,9 @@ class FileSource:
         self.buf = b""
         self.lineno = 0
         self.eof = False
+        self.ino: tuple[int, int] | None = None
         if self.stdin:
             self.fd = sys.stdin.fileno()
-            self.ino = None
         else:
             self._open(from_start)
 
@@ -313,7 +313,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "watch", help="explain every OOM kill on this machine as it happens (/dev/kmsg, a growing log, or stdin)",
         description="Follow the kernel log and, for every OOM report once complete, print the ranked candidates, "
