@@ -41,7 +41,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def runner_env(where: str) -> dict[str, Any]:
+def _run_env(where: str) -> dict[str, Any]:
     try:
         return load_run(where)[0]
     except (OSError, ValueError):
@@ -71,7 +71,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _write_junit(args.junit, [where])
     fmt = "json" if args.json else args.format
     if fmt == "ktap":
-        env = runner_env(where)
+        env = _run_env(where)
         sys.stdout.write(ktap(rows, header=[
             f"backend {args.backend}, kernel {env.get('kernel', '?')} ({runner.label}); results in {where}"]))
     else:
