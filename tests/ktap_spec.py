@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 
 VERSION = re.compile(r"^(KTAP version 1|TAP version 1[34])$")
 PLAN = re.compile(r"^1\.\.(\d+)$")
-RESULT = re.compile(r"^(ok|not ok) ([0-9]+)(?: ([^#]*?))?(?: ?# ?(.*))?$")
+# "<result> <number> [<description>][ # [<directive>] [<diagnostic data>]]": the description holds no "#",
+# and the directive part is introduced by " # " (space, hash, space), as the grammar line writes it
+RESULT = re.compile(r"^(ok|not ok) ([0-9]+)(?: ([^#]*?))?(?: # ?(.*))?$")
 DIRECTIVE = re.compile(r"^(SKIP|TODO|XFAIL|TIMEOUT|ERROR)\b\s*(.*)$")
 DIAG = re.compile(r"^#( .*)?$")
 

@@ -108,6 +108,7 @@ def test_checker_reads_the_specs_example_as_the_spec_describes_it() -> None:
         ("KTAP version 1\n1..1\n  KTAP version 1\n  1..1\n  not ok 1 x\nok 1 a\n", "subtest failed"),
         ("KTAP version 1\nok 1 a\n", "no plan"),
         ("KTAP version 1\nok 1 a\n1..1\n", "plan must follow"),
+        ("KTAP version 1\n1..1\nok 1 a#b\n", "unknown line"),  # '#' in a description
     ],
 )
 def test_checker_rejects_what_the_spec_forbids(doc: str, why: str) -> None:
