@@ -34,7 +34,7 @@ import signal
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,7 @@ class FileSource:
         self.buf = b""
         self.lineno = 0
         self.eof = False
+        self.keep: Callable[[str], bool] = lambda raw: True  # the watcher narrows it (noise is not parsed)
         self.ino: tuple[int, int] | None = None
         if self.stdin:
             self.fd = sys.stdin.fileno()
@@ -190,7 +191,10 @@ class FileSource:
             self.buf = b""
         for raw in lines:
             self.lineno += 1
-            ll = normalize(raw[:MAX_LINE].decode("utf-8", "replace"), self.lineno)
+            text = raw[:MAX_LINE].decode("utf-8", "replace")
+            if not self.keep(text):
+                continue
+            ll = normalize(text, self.lineno)
             if ll is not None:
                 yield ll
 
@@ -286,6 +290,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
         live = _live_context()
         ctx = Context(era=args.era, total_swap_pages=live.total_swap_pages, swappiness=live.swappiness)
     w = Watcher(ctx, _printer(args.json, src.name), settle_s=args.settle)
+    if isinstance(src, FileSource):
+        src.keep = w.parser.could_matter
     t0 = time.monotonic()
 
     def stop(signum: int, frame: object) -> None:

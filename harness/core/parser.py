@@ -743,6 +743,11 @@ class LiveParser:
         self._p.feed(ll)
         return self._drain()
 
+    def could_matter(self, raw: str) -> bool:
+        """Whether a raw line must be fed at all: while no report is open, only a line that can begin
+        one (or name the kernel) can change anything (the filter :func:`parse_stream` uses)."""
+        return self._p.busy or _INTERESTING.search(raw) is not None
+
     def flush(self) -> list[OomEvent]:
         self._p.finish()
         return self._drain()
