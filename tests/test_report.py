@@ -145,11 +145,49 @@ def test_markdown_lists_differences_first(report: Any) -> None:
     assert "victim" in row and "b · match · yes" in row and "a · match · NO" in row
     assert "larger-of-two" not in diff  # same victim everywhere: only its format differs
     fmt = md[md.index("### Report format differs"):md.index("## All scenarios")]
-    assert "larger-of-two" in fmt and LAYOUT["old"] in fmt and LAYOUT["new"] in fmt
-    assert "table:4.19-6.7" in fmt
+    # summarised per kernel pair (kernels that print alike are one side), not per scenario
+    pairs = [ln for ln in fmt[:fmt.index("Not run on every kernel")].splitlines() if ln.startswith("- ")]
+    assert len(pairs) == 1, fmt
+    assert pairs[0].startswith("- host vs 5.10 = 6.1: 3 of 3 common scenario(s)")
+    assert LAYOUT["old"] in pairs[0] and LAYOUT["new"] in pairs[0]
+    assert "only 5.10/6.1 print table:4.19-6.7" in pairs[0] and "only host prints dump_stack:uid" in pairs[0]
+    head = fmt[:fmt.index("Not run on every kernel")]
+    assert "larger-of-two" not in head and "near-tie" not in head
     # the full table: kernels in version order within a scenario, host first
-    full = [ln.split(" | ")[1] for ln in md.splitlines() if ln.startswith("| larger-of-two | ")]
+    full = [ln.split(" | ")[1] for ln in md[md.index("## All scenarios"):].splitlines()
+            if ln.startswith("| larger-of-two | ")]
     assert full == ["host", "5.10", "6.1"]
+
+
+def test_the_report_opens_on_the_matrix(report: Any) -> None:
+    md = report.markdown
+    assert md.index("## Matrix") < md.index("## Differences between kernels")
+    mx = md[md.index("## Matrix"):md.index("## Differences between kernels")]
+    rows = {ln.split(" | ")[0].lstrip("| "): ln.strip("| ").split(" | ")[1:]
+            for ln in mx.splitlines() if ln.startswith("| ") and not ln.startswith("| scenario")}
+    assert mx.splitlines()[2] == "| scenario | host | 5.10 | 6.1 |"
+    assert rows["larger-of-two"] == ["big ✓", "big ✓", "big ✓"]  # all alike: nothing highlighted
+    # two kernels that disagree: no majority, both highlighted; the ✗ says not as expected
+    assert rows["near-tie"] == ["**b ✓**", "–", "**a ✗**"]
+    assert rows["single-hog"] == ["hog ✓", "–", "hog ✓"]  # two attempts on 6.1, same victim
+    assert rows["_as expected_"] == ["_3/3 ✓_", "_1/1 ✓_", "_2/3 ✓_"]
+
+
+def test_matrix_highlights_the_minority(tmp_path: Path) -> None:
+    from harness.reporting.report import aggregate, load_runs, matrix, rows_frame
+
+    for k in ("host", "6.1", "6.12", "7.2"):
+        killed = "a" if k == "6.12" else "b"
+        recs = [_record("near-tie", k, {"a": 8300, "b": 8400}, killed, predicted="b", expect="b"),
+                _record("single-hog", k, {"hog": 100}, "hog")]
+        if k == "7.2":
+            recs[1] = dict(recs[1], verdict="skipped", as_expected=None, outcome="skipped", observed_victim=None)
+        _run(tmp_path, k, recs)
+    runs, _ = load_runs([str(tmp_path)])
+    rows, classes = matrix(aggregate(rows_frame(runs)), ["host", "6.1", "6.12", "7.2"])
+    assert rows[0] == ["near-tie", "b ✓", "b ✓", "a ✗ mismatch", "b ✓"]
+    assert classes[0] == ["", "", "", "odd bad", ""]
+    assert rows[1] == ["single-hog", "hog ✓", "hog ✓", "hog ✓", "skipped"] and classes[1][4] == "skip"
 
 
 def test_repeats_are_kept_and_aggregated(report: Any, tmp_path: Path) -> None:
@@ -170,7 +208,8 @@ def test_html_is_one_self_contained_file(report: Any) -> None:
     imgs = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', text)
     assert len(imgs) >= 2
     assert base64.b64decode(imgs[0])[:8] == b"\x89PNG\r\n\x1a\n"
-    assert text.index("Differences between kernels") < text.index("All scenarios")
+    assert text.index("Matrix") < text.index("Differences between kernels") < text.index("All scenarios")
+    assert '<table class="matrix">' in text and '<td class="odd" title="differs from the other kernels">b ✓' in text
     assert "partial run run-5.10" in text
 
 

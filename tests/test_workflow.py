@@ -98,6 +98,13 @@ def test_workflow_structure() -> None:
     assert "harness report" in script and "GITHUB_STEP_SUMMARY" in script
     uploads = [s for s in report["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
     assert uploads and uploads[0]["with"]["path"].rstrip("/") == "results"
+    # the verdicts as JUnit, shown by a test reporter (it needs to write checks)
+    m = re.search(r'--junit "?([^"\s]+)', script)
+    assert m, "the report step writes no JUnit XML"
+    junit = m.group(1).replace("$out", "results/comparison")
+    reporters = [s for s in report["steps"] if str(s.get("uses", "")).startswith("mikepenz/action-junit-report@")]
+    assert reporters and reporters[0]["with"]["report_paths"] == junit and reporters[0]["if"] == "always()"
+    assert report["permissions"]["checks"] == "write"
 
 
 def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:

@@ -14,12 +14,15 @@ from harness.errors import HarnessError
 from harness.machine.liveness import hold_liveness_lock
 from harness.machine.sandbox import sweep_stale
 from harness.machine.scenario import catalogue, resolve
+from harness.reporting.junit import write_junit
+from harness.reporting.ktap import ktap
 from harness.reporting.render import candidate_table, table
+from harness.reporting.results import load_run
 from vm import bootstate
 from vm.kernels import list_kernels
 
 from .predict import predict
-from .session import record_run
+from .session import RunInterrupted, record_run
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -38,6 +41,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_env(where: str) -> dict[str, Any]:
+    try:
+        return load_run(where)[0]
+    except (OSError, ValueError):
+        return {}
+
+
 def _fmt_victim(v: Any) -> str:
     return ",".join(v) if isinstance(v, list) else (v or "-")
 
@@ -53,9 +63,26 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise HarnessError("oom-harness run needs root (cgroups, /dev/kmsg, sysctls); try sudo")
     _sweep_before_run()
     runner = make_runner(args.backend, args.kernel, accel=args.accel, modules=args.modules, cold_boot=args.cold_boot)
-    where, rows = record_run(runner, scenarios * args.repeat, args.results, args.backend)
-    _print_summary(rows, where, args.json)
+    try:
+        where, rows = record_run(runner, scenarios * args.repeat, args.results, args.backend)
+    except RunInterrupted as e:  # the record is closed as "interrupted"; still hand CI what ran
+        _write_junit(args.junit, [e.where])
+        raise
+    _write_junit(args.junit, [where])
+    fmt = "json" if args.json else args.format
+    if fmt == "ktap":
+        env = _run_env(where)
+        sys.stdout.write(ktap(rows, header=[
+            f"backend {args.backend}, kernel {env.get('kernel', '?')} ({runner.label}); results in {where}"]))
+    else:
+        _print_summary(rows, where, fmt == "json")
     return 0 if all(r.get("as_expected") is not False for r in rows) else 1
+
+
+def _write_junit(path: str | None, run_dirs: list[str]) -> None:
+    if path:
+        write_junit(path, run_dirs)
+        print(f"wrote JUnit XML {path}", file=sys.stderr)
 
 
 def _print_summary(rows: list[dict[str, Any]], where: str, as_json: bool) -> None:
@@ -168,7 +195,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="boot every VM from scratch instead of resuming the saved boot snapshot of its shape")
     p.add_argument("--results", default=os.environ.get("OOM_HARNESS_RESULTS", "results"), help="results folder")
     p.add_argument("--repeat", type=int, default=1, help="run every scenario N times")
-    p.add_argument("--json", action="store_true", help="print the verdict rows as JSON")
+    p.add_argument("--format", choices=["table", "json", "ktap"], default="table",
+                   help="what goes to stdout: the table (default), the verdict rows as JSON, or KTAP version 1 "
+                   "(as kselftest/KUnit print it; progress stays on stderr)")
+    p.add_argument("--json", action="store_true", help="the same as --format json")
+    p.add_argument("--junit", metavar="PATH", help="also write JUnit XML here (one testcase per scenario, the "
+                   "kernel's report attached)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("predict", help="rank a live cgroup's (or the system's) tasks as the OOM killer would now")

@@ -16,15 +16,19 @@ import argparse
 import os
 import re
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+from harness.backends.base import Runner
 from harness.backends.registry import make_runner
 from harness.errors import HarnessError
 from harness.machine.scenario import Scenario, resolve
 from harness.reporting import report
+from harness.reporting.junit import write_junit
 from vm.kernels import KNOWN_SERIES, cached_kernels
 
-from .session import record_run
+from .session import RunInterrupted, record_run, sigterm_as_interrupt
 
 SERIES_RE = re.compile(r"\d+\.\d+")
 
@@ -92,6 +96,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     labels = parse_kernels(args.kernels)
     if args.repeat < 1:
         raise HarnessError("--repeat must be 1 or more")
+    if args.jobs < 1:
+        raise HarnessError("-j/--jobs must be 1 or more")
     formats = report.parse_formats(args.format)
     per, notes = plan(labels, args.scenarios)
     if not per:
@@ -102,6 +108,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for n in notes:
         print(f"note: {n}", file=sys.stderr)
     dirs: list[str] = []
+    if args.jobs > 1 and len(per) > 1:
+        return _compare_parallel(per, args, notes, out, formats)
     try:
         for label, scenarios in per.items():
             print(f"== {label}: {len(scenarios)} scenario(s)", file=sys.stderr, flush=True)
@@ -111,17 +119,105 @@ def _cmd_compare(args: argparse.Namespace) -> int:
                 # one kernel that cannot boot (not downloadable, no QEMU) must not lose the others' results
                 notes.append(f"{label}: not run: {e}")
                 print(f"oom-harness: {label}: {e}", file=sys.stderr)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if isinstance(e, RunInterrupted):
+            dirs.append(e.where)  # the kernel that was running: read as far as it got
         if dirs:
             rep = report.build_report(dirs, out, formats, args.plot_scenario, notes=[*notes, "compare was interrupted"])
             report.print_files(rep)
+            _junit(args.junit, dirs)
         raise
     if not dirs:
         raise HarnessError("no kernel could be run: " + "; ".join(notes))
     rep = report.build_report(dirs, out, formats, args.plot_scenario, notes=notes)
     sys.stdout.write(rep.markdown)
     report.print_files(rep)
+    _junit(args.junit, dirs)
     return 0
+
+
+def _compare_parallel(per: dict[str, list[Scenario]], args: argparse.Namespace, notes: list[str], out: str,
+                      formats: list[str]) -> int:
+    """``compare -j N``: up to N kernels at once, one QEMU each (the host label is one run of its own, so
+    host scenarios never run in parallel with each other).  Kernels are resolved and the guest image
+    built first, one at a time (they share the download cache); the report lists the kernels in the
+    same order whatever order they finish in.  Ctrl-C / SIGTERM: each kernel stops after its current
+    scenario and its run is kept as "interrupted"."""
+    runners: dict[str, Runner] = {}
+    for label in per:
+        backend = _label_backend(label)
+        try:
+            runners[label] = make_runner(backend, None if label == "host" else label, accel=args.accel,
+                                         cold_boot=args.cold_boot)
+            kernel = getattr(runners[label], "kernel", None)
+            if kernel is not None:  # the guest image and this kernel's initrd, before any thread wants them
+                from vm.image import build_initrd
+
+                build_initrd(kernel)
+        except HarnessError as e:
+            notes.append(f"{label}: not run: {e}")
+            print(f"oom-harness: {label}: {e}", file=sys.stderr)
+    cancel = threading.Event()
+    done: dict[str, str] = {}
+
+    def job(label: str) -> str:
+        scenarios = per[label]
+        print(f"== {label}: {len(scenarios)} scenario(s)", file=sys.stderr, flush=True)
+        try:
+            where, _rows = record_run(runners[label], scenarios * args.repeat, args.results,
+                                      _label_backend(label), cancel=cancel, parallel=True)
+        except RunInterrupted as e:
+            where = e.where
+        print(f"== {label}: done", file=sys.stderr, flush=True)
+        return where
+
+    interrupted = False
+    with sigterm_as_interrupt(), ThreadPoolExecutor(max_workers=args.jobs, thread_name_prefix="kernel") as ex:
+        futures = {ex.submit(job, label): label for label in runners}
+        pending = set(futures)
+        while pending:
+            try:
+                finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            except KeyboardInterrupt:
+                interrupted = True
+                cancel.set()
+                for f in pending:
+                    f.cancel()  # kernels not started yet never start
+                print("oom-harness: interrupted: each kernel stops after its current scenario", file=sys.stderr,
+                      flush=True)
+                continue
+            for f in finished:
+                label = futures[f]
+                if f.cancelled():
+                    notes.append(f"{label}: not run (interrupted before it started)")
+                    continue
+                try:
+                    done[label] = f.result()
+                except HarnessError as e:
+                    notes.append(f"{label}: not run: {e}")
+                    print(f"oom-harness: {label}: {e}", file=sys.stderr)
+    dirs = [done[label] for label in per if label in done]  # the order asked for, not the order finished
+    if interrupted:
+        notes.append("compare was interrupted")
+    if not dirs:
+        if interrupted:
+            raise KeyboardInterrupt
+        raise HarnessError("no kernel could be run: " + "; ".join(notes))
+    rep = report.build_report(dirs, out, formats, args.plot_scenario, notes=notes)
+    if interrupted:
+        report.print_files(rep)
+        _junit(args.junit, dirs)
+        raise KeyboardInterrupt
+    sys.stdout.write(rep.markdown)
+    report.print_files(rep)
+    _junit(args.junit, dirs)
+    return 0
+
+
+def _junit(path: str | None, dirs: list[str]) -> None:
+    if path:
+        write_junit(path, dirs)
+        print(f"wrote JUnit XML {path}", file=sys.stderr)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -132,6 +228,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     rep = report.build_report(args.runs, out, formats, args.plot_scenario)
     sys.stdout.write(rep.markdown)
     report.print_files(rep)
+    _junit(args.junit, [r.dir for r in rep.runs])
     for r in rep.partial_runs:
         print(f"note: {r.run_id} is a partial run ({r.status_note()})", file=sys.stderr)
     return 0
@@ -157,6 +254,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="QEMU accelerator")
     p.add_argument("--cold-boot", action="store_true", help="boot every VM from scratch (no boot snapshots)")
     p.add_argument("--repeat", type=int, default=1, help="run every scenario N times per kernel")
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="run up to N kernels at once (one QEMU each; the host's scenarios never run in parallel "
+                   "with each other); progress lines carry the kernel label, the report's order is the --kernels "
+                   "order (default: 1)")
+    p.add_argument("--junit", metavar="PATH", help="also write JUnit XML here: one testsuite per kernel, one "
+                   "testcase per scenario, the kernel's report attached")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser(
@@ -171,4 +274,5 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="outputs, comma-separated from md,html,csv,parquet (default: all)")
     p.add_argument("--plot-scenario", action="append", metavar="NAME",
                    help="draw the points-per-task plot only for this scenario (repeatable; default: all)")
+    p.add_argument("--junit", metavar="PATH", help="also write JUnit XML of these runs here")
     p.set_defaults(func=_cmd_report)

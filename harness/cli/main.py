@@ -17,7 +17,7 @@ from harness.core.parser import LogReadError, parse_file
 from harness.errors import HarnessError
 from harness.reporting.render import analysis_text
 
-from . import commands, compare
+from . import commands, compare, watch
 
 JSON_SCHEMA_VERSION = 1
 
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.register(sub)
     compare.register(sub)
+    watch.register(sub)
     return ap
 
 

@@ -6,11 +6,14 @@ to a new ``results/<run-id>/`` folder as they come; Ctrl-C and SIGTERM close it 
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from harness.backends.base import Runner
@@ -18,8 +21,8 @@ from harness.machine.scenario import Scenario
 from harness.reporting.results import RunRecorder
 
 
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM takes the same clean-up path as Ctrl-C (sandbox removed, VM stopped, results closed)."""
 
     def handler(signum: int, frame: object) -> None:
@@ -35,9 +38,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 class Progress:
     """One line per scenario on stderr; a live counter when stderr is a terminal."""
 
-    def __init__(self, total: int, label: str) -> None:
+    def __init__(self, total: int, label: str, live: bool = True) -> None:
+        """*live*: the in-place counter on a terminal (off when several kernels print at once)."""
         self.total, self.label, self.done, self.t0 = total, label, 0, time.monotonic()
-        self.tty = sys.stderr.isatty()
+        self.tty = live and sys.stderr.isatty()
 
     def start(self, name: str) -> None:
         if self.tty:
@@ -62,24 +66,48 @@ def _victims(row: dict[str, Any]) -> str:
     return f"killed {(o or {}).get('workload') or (o or {}).get('name')}, model {(p or {}).get('workload') or '-'}"
 
 
+_ids = itertools.count(1)
+
+
+def _run_id(backend: str, label: str) -> str:
+    """Run ids of parallel runs (one process, same second) told apart by a counter."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{backend}-{label}-{os.getpid()}-{next(_ids)}"
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM during :func:`record_run`; ``where`` is the run folder, closed as "interrupted"."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(where)
+        self.where = where
+
+
 def record_run(
-    runner: Runner, scenarios: list[Scenario], results: str, backend: str
+    runner: Runner, scenarios: list[Scenario], results: str, backend: str, *,
+    cancel: threading.Event | None = None, parallel: bool = False,
 ) -> tuple[str, list[dict[str, Any]]]:
     """Run *scenarios* with *runner* into a new ``results/<run-id>/`` folder, with progress.
 
     Ctrl-C and SIGTERM close the record as "interrupted" (the runner cleans up on the way out).
+    *parallel*: called from a worker thread of ``compare -j`` (the main thread owns the signals;
+    it sets *cancel*, and the run stops after its current scenario, closed as "interrupted").
     Returns the folder and the verdict rows.
     """
     rows: list[dict[str, Any]] = []
-    with _sigterm_as_interrupt():
-        rec = RunRecorder(results, backend=backend, kernel_label=runner.label, env=runner.env())
+    with contextlib.nullcontext() if parallel else sigterm_as_interrupt():
+        rec = RunRecorder(results, backend=backend, kernel_label=runner.label, env=runner.env(),
+                          run_id=_run_id(backend, runner.label) if parallel else None)
         status = "interrupted"
         try:
-            prog = Progress(len(scenarios), runner.label)
+            prog = Progress(len(scenarios), runner.label, live=not parallel)
             for _sc, record in runner.run(scenarios, prog):
                 rows.append(rec.add(record))
                 prog.finish(rows[-1])
+                if cancel is not None and cancel.is_set():
+                    raise KeyboardInterrupt
             status = "complete"
+        except KeyboardInterrupt:
+            raise RunInterrupted(rec.dir) from None
         finally:
             rec.close(status)
             runner.close()

@@ -36,7 +36,7 @@ from .events import (
 )
 from .logformat import LogLine, normalize
 
-__all__ = ["parse_text", "parse_file", "parse_stream", "parse_lines", "LogReadError"]
+__all__ = ["parse_text", "parse_file", "parse_stream", "parse_lines", "LiveParser", "LogReadError"]
 
 CHUNK = 1 << 20
 # How many unrelated lines may follow a kill before its report is considered over (further
@@ -734,6 +734,41 @@ def parse_lines(lines: Iterable[LogLine], *, keep_lines: bool = True) -> Iterato
             yield p.out.popleft()
     p.finish()
     yield from p.out
+
+
+class LiveParser:
+    """For a log that is still being written (``oom-harness watch``): feed lines as they arrive.
+
+    A closed event comes out of :meth:`feed` once the parser knows its report is over (the next
+    report began, or enough unrelated lines followed); when the log goes quiet, :meth:`flush`
+    closes what is still open.  Lines are not kept, so memory stays bounded however long it runs.
+    """
+
+    def __init__(self) -> None:
+        self._p = _Parser(keep_lines=False)
+
+    @property
+    def pending(self) -> bool:
+        """An event is open or held back (a quiet log should be flushed)."""
+        return bool(self._p.open or self._p.held)
+
+    def feed(self, ll: LogLine) -> list[OomEvent]:
+        self._p.feed(ll)
+        return self._drain()
+
+    def could_matter(self, raw: str) -> bool:
+        """Whether a raw line must be fed at all: while no report is open, only a line that can begin
+        one (or name the kernel) can change anything (the filter :func:`parse_stream` uses)."""
+        return self._p.busy or _INTERESTING.search(raw) is not None
+
+    def flush(self) -> list[OomEvent]:
+        self._p.finish()
+        return self._drain()
+
+    def _drain(self) -> list[OomEvent]:
+        out = list(self._p.out)
+        self._p.out.clear()
+        return out
 
 
 def parse_stream(chunks: Iterable[str], *, keep_lines: bool = True) -> Iterator[OomEvent]:

@@ -278,12 +278,20 @@ def _all_cg_names(spec: CgroupSpec) -> set[str]:
 
 
 def parse_scenario(text: str, path: str = "<string>") -> Scenario:
-    c = _Ctx(path, text)
     try:
         d = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"at line (\d+)", str(e))
         raise ScenarioError(f"{path}:{m.group(1) if m else 1}: invalid TOML: {str(e).split(' (at line')[0]}") from None
+    return scenario_from_dict(d, path, text)
+
+
+def scenario_from_dict(d: dict[str, Any], path: str = "<dict>", text: str = "") -> Scenario:
+    """A scenario from the data a TOML file holds (``tomllib.loads``' result), validated the same way;
+    error messages point into *text* when it is given."""
+    c = _Ctx(path, text)
+    if not isinstance(d, dict):
+        raise ScenarioError(f"{path}: a scenario is a table (dict), not {type(d).__name__}")
     for k in d:
         if k not in _TOP:
             raise c.fail(f"unknown key {k!r} (allowed: {', '.join(sorted(_TOP))})", k)

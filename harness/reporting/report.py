@@ -418,36 +418,144 @@ def differences(agg: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str,
     return diffs, gaps
 
 
-def format_profiles(agg: pd.DataFrame, kernels: Sequence[str]) -> list[list[str]]:
-    """Per kernel: its table layout(s), the fingerprints other kernels lacked and those it lacked.
+#: The verdict mark of a matrix cell, from the (tallied) as-expected value.
+MARKS = {"yes": "✓", "NO": "✗", "-": "–"}
 
-    Compared scenario by scenario (a fingerprint that only one scenario produces, say
-    ``oom_group``, is not held against a kernel that did not run that scenario).
+
+def _mark(as_expected: str) -> str:
+    if as_expected in MARKS:
+        return MARKS[as_expected]
+    # a tally over attempts ("yes ×2, NO ×1"): keep the counts, with marks
+    return re.sub(r"\b(yes|NO)\b", lambda m: MARKS[m.group(1)], as_expected)
+
+
+def matrix_cell(r: Any) -> str:
+    """One cell of the matrix: the killed workload, the verdict mark, the verdict when it is not a plain
+    match, and a second victim."""
+    if r.verdict in NOT_RUN:
+        return "skipped"
+    victim = r.observed_victim if r.observed_victim not in (None, "-") else "no kill"
+    cell = f"{victim} {_mark(r.as_expected)}"
+    if r.verdict != "match":
+        cell += f" {r.verdict}"
+    if r.second_victims not in (None, "-", ""):
+        cell += f" (+{r.second_victims})"
+    return cell
+
+
+def matrix(agg: pd.DataFrame, kernels: Sequence[str]) -> tuple[list[list[str]], list[list[str]]]:
+    """Scenario × kernel: (rows of cells, the CSS class of each cell).
+
+    A cell is ``odd`` when it differs from the scenario's majority among the kernels that ran it
+    (skipped and absent cells take no part); when there is no strict majority (two kernels that
+    disagree, a 2-2 split) every cell that ran is ``odd``.  ``bad`` marks a verdict not as expected.
     """
-    extra: dict[str, set[str]] = {}
-    lacks: dict[str, set[str]] = {}
-    layouts: dict[str, list[str]] = {}
+    rows: list[list[str]] = []
+    classes: list[list[str]] = []
+    if agg.empty:
+        return rows, classes
+    for sc, g in agg.groupby("scenario", sort=True):
+        by_k = {r.kernel_label: r for r in g.itertuples()}
+        cells = {k: matrix_cell(by_k[k]) for k in kernels if k in by_k}
+        ran = {k: c for k, c in cells.items() if by_k[k].verdict not in NOT_RUN}
+        counts = Counter(ran.values()).most_common()
+        majority = counts[0][0] if counts and (len(counts) == 1 or counts[0][1] > counts[1][1]) else None
+        row, cls = [str(sc)], [""]
+        for k in kernels:
+            if k not in cells:
+                row.append("–")
+                cls.append("absent")
+                continue
+            c = []
+            if k in ran and len(ran) > 1 and ran[k] != majority:
+                c.append("odd")
+            if "✗" in cells[k]:
+                c.append("bad")
+            if k not in ran:
+                c.append("skip")
+            row.append(cells[k])
+            cls.append(" ".join(c))
+        rows.append(row)
+        classes.append(cls)
+    return rows, classes
+
+
+def matrix_totals(agg: pd.DataFrame, kernels: Sequence[str]) -> list[str]:
+    """The matrix's last row: per kernel, scenarios as expected / run (skipped apart)."""
+    out = []
+    for k in kernels:
+        g = agg[agg["kernel_label"] == k]
+        ran = g[~g["verdict"].isin(NOT_RUN)]
+        ok = int((ran["as_expected"] == "yes").sum())
+        skipped = len(g) - len(ran)
+        out.append(f"{ok}/{len(ran)} ✓" + (f", {skipped} skipped" if skipped else ""))
+    return out
+
+
+def _pair_diff(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any] | None:
+    """How the reports of two kernels differ over the scenarios both ran (*a*, *b*: scenario -> agg row)."""
+    common = sorted(set(a) & set(b))
+    if not common:
+        return None
+    only_a: set[str] = set()
+    only_b: set[str] = set()
+    lay_a: list[str] = []
+    lay_b: list[str] = []
+    n = 0
+    for sc in common:
+        ra, rb = a[sc], b[sc]
+        ta, tb = _tags(ra.format_tags), _tags(rb.format_tags)
+        if ta != tb or ra.report_format != rb.report_format:
+            n += 1
+            only_a |= ta - tb
+            only_b |= tb - ta
+            if ra.report_format != rb.report_format:
+                for lay, acc in ((ra.report_format, lay_a), (rb.report_format, lay_b)):
+                    if str(lay) not in acc:
+                        acc.append(str(lay))
+    return {"n": n, "common": len(common), "only_a": only_a, "only_b": only_b, "lay_a": lay_a, "lay_b": lay_b}
+
+
+def format_pairs(agg: pd.DataFrame, kernels: Sequence[str]) -> list[str]:
+    """Report-format differences summarised per kernel pair, never per scenario.
+
+    Kernels whose reports look the same (over the scenarios they share) are one group ("5.10 = 6.1");
+    then one line per pair of groups that differ: in how many of their common scenarios, the table
+    layouts, and the format fingerprints only one side prints.
+    """
     ran = agg[~agg["verdict"].isin(NOT_RUN)]
+    per: dict[str, dict[str, Any]] = {}
     for r in ran.itertuples():
-        for lay in str(r.report_format or "-").split(", "):
-            lay = re.sub(r" ×\d+$", "", lay)
-            if lay != "-" and lay not in layouts.setdefault(r.kernel_label, []):
-                layouts[r.kernel_label].append(lay)
-    for _sc, g in ran.groupby("scenario"):
-        if len(g) < 2:
-            continue
-        tags = {r.kernel_label: _tags(r.format_tags) for r in g.itertuples()}
-        common = set.intersection(*tags.values())
-        every = set.union(*tags.values())
-        for k, t in tags.items():
-            extra.setdefault(k, set()).update(t - common)
-            lacks.setdefault(k, set()).update(every - t)
-    ks = [k for k in kernels if k in layouts or k in extra]
-    return [
-        [k, ", ".join(layouts.get(k, [])) or "-", " ".join(sorted(extra.get(k, set()))) or "-",
-         " ".join(sorted(lacks.get(k, set()))) or "-"]
-        for k in ks
-    ]
+        per.setdefault(r.kernel_label, {})[r.scenario] = r
+    ks = [k for k in kernels if k in per]
+    groups: list[list[str]] = []
+    for k in ks:  # a kernel joins the first group whose every member prints as it does
+        for g in groups:
+            if all((d := _pair_diff(per[m], per[k])) is not None and d["n"] == 0 for m in g):
+                g.append(k)
+                break
+        else:
+            groups.append([k])
+    lines = []
+    for i, ga in enumerate(groups):
+        for gb in groups[i + 1:]:
+            # the members that share the most scenarios speak for their groups
+            diffs = [d for x in ga for y in gb if (d := _pair_diff(per[x], per[y])) is not None]
+            d = max(diffs, key=lambda d: d["common"], default=None)
+            if d is None or not d["n"]:
+                continue
+            a, b = " = ".join(ga), " = ".join(gb)
+            parts = [f"{a} vs {b}: {d['n']} of {d['common']} common scenario(s)"]
+            if d["lay_a"] or d["lay_b"]:
+                parts.append(f"table layout {' / '.join(d['lay_a']) or '-'} vs {' / '.join(d['lay_b']) or '-'}")
+            if d["only_a"]:
+                parts.append(f"only {'/'.join(ga)} print{'s' if len(ga) == 1 else ''} "
+                             + " ".join(sorted(d["only_a"])))
+            if d["only_b"]:
+                parts.append(f"only {'/'.join(gb)} print{'s' if len(gb) == 1 else ''} "
+                             + " ".join(sorted(d["only_b"])))
+            lines.append("; ".join(parts))
+    return lines
 
 
 # --------------------------------------------------------------------------------------------- plots
@@ -583,6 +691,11 @@ LEGEND = ("killed / model: the workload the kernel killed / the model predicted;
           "runner-up pts: the next task's; kill (s): time from trigger to kill; Δ: what differs between kernels for "
           "the scenario; medians over attempts when a scenario ran more than once (tallies when they disagree).")
 
+MATRIX_LEGEND = ("Each cell: the workload the kernel killed, ✓ as the scenario expects / ✗ not, the verdict when it "
+                 "is not a plain match (mismatch, no-oom, error ...) and (+name) a second victim. Highlighted (bold): "
+                 "the cell differs from the majority of the kernels that ran the scenario (with no majority, every "
+                 "cell that ran). – : not run on that kernel.")
+
 Block = tuple[Any, ...]
 
 
@@ -626,6 +739,12 @@ def _blocks(rep: Report, plots: Sequence[str]) -> list[Block]:
     for n in rep.notes:
         out.append(("note", f"note: {n}"))
 
+    if len(ks) >= 1 and not rep.agg.empty:
+        out.append(("h2", "Matrix: who was killed, per scenario and kernel"))
+        mrows, mcls = matrix(rep.agg, ks)
+        out.append(("matrix", ["scenario", *ks], mrows, mcls, ["as expected", *matrix_totals(rep.agg, ks)]))
+        out.append(("note", MATRIX_LEGEND))
+
     out.append(("h2", f"Differences between kernels ({len(rep.diffs)} scenario(s))"))
     if len(ks) < 2:
         out.append(("p", "Only one kernel in these runs: nothing to compare."))
@@ -649,10 +768,10 @@ def _blocks(rep: Report, plots: Sequence[str]) -> list[Block]:
     fd = rep.format_diffs
     out.append(("h3", f"Report format differs ({len(fd)})"))
     if fd:
-        out.append(("p", "Scenarios whose kernel report has another table layout or other format fingerprints: "
-                         + ", ".join(sorted(d["scenario"] for d in fd)) + ". What each kernel's reports look like:"))
-        out.append(("table", ["kernel", "table layout", "fingerprints some kernels lack", "fingerprints it lacks"],
-                    format_profiles(rep.agg, ks), []))
+        only = [d for d in fd if not d["behaviour"]]
+        out.append(("p", f"{len(fd)} scenario(s) whose kernel report has another table layout or other format "
+                         f"fingerprints ({len(only)} differ in nothing else). Per kernel pair:"))
+        out.append(("ul", format_pairs(rep.agg, ks)))
     elif len(ks) >= 2:
         out.append(("p", "None: every kernel printed its reports in the same format."))
     if rep.gaps:
@@ -713,6 +832,15 @@ def to_markdown(rep: Report, plots: Sequence[str] = ()) -> str:
             lines.append("|" + "|".join("---" for _ in headers) + "|")
             lines += ["| " + " | ".join(_md(v) for v in r) + " |" for r in rows]
             lines.append("")
+        elif kind == "matrix":
+            headers, rows, classes, totals = b[1], b[2], b[3], b[4]
+            lines.append("| " + " | ".join(headers) + " |")
+            lines.append("|" + "|".join("---" for _ in headers) + "|")
+            for r, cls in zip(rows, classes, strict=True):
+                lines.append("| " + " | ".join(f"**{_md(v)}**" if "odd" in c else _md(v)
+                                               for v, c in zip(r, cls, strict=True)) + " |")
+            lines.append("| " + " | ".join(f"_{_md(v)}_" for v in totals) + " |")
+            lines.append("")
         elif kind == "images" and b[1]:
             lines += ["Plots: " + ", ".join(f"`{p}`" for p in b[1]), ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -730,6 +858,11 @@ td.bad{color:#b00020;font-weight:bold}td.ok{color:#1b6e20}
 .warn{background:#fff3cd;border:1px solid #e0c060;padding:.4em .8em;margin:.3em 0;font-weight:bold}
 .note{color:#555;font-size:.9em}.plots img{max-width:100%;border:1px solid #eee;margin:.5em 0}
 details{margin:.4em 0}summary{cursor:pointer}
+table.matrix{font-size:.9em}table.matrix th{text-align:left;white-space:nowrap}
+table.matrix td{white-space:nowrap;min-width:7em}table.matrix tbody th{background:#fafafa;font-weight:600}
+table.matrix td.odd{background:#ffd966;font-weight:bold;box-shadow:inset 0 0 0 2px #c99a00}
+table.matrix td.bad{color:#b00020}table.matrix td.skip,table.matrix td.absent{color:#999}
+table.matrix tr.totals td,table.matrix tr.totals th{background:#f0f0f0;font-style:italic}
 """
 
 
@@ -754,6 +887,22 @@ def _html_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], classes: 
     return "\n".join(out)
 
 
+def _html_matrix(headers: Sequence[str], rows: Sequence[Sequence[str]], classes: Sequence[Sequence[str]],
+                 totals: Sequence[str]) -> str:
+    out = ['<table class="matrix"><thead><tr>' + "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+           + "</tr></thead><tbody>"]
+    for r, cls in zip(rows, classes, strict=True):
+        cells = [f"<th>{html.escape(r[0])}</th>"]
+        for v, c in zip(r[1:], cls[1:], strict=True):
+            title = ' title="differs from the other kernels"' if "odd" in c else ""
+            cells.append(f'<td class="{c}"{title}>{html.escape(v)}</td>' if c else f"<td>{html.escape(v)}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append('<tr class="totals">' + f"<th>{html.escape(totals[0])}</th>"
+               + "".join(f"<td>{html.escape(t)}</td>" for t in totals[1:]) + "</tr>")
+    out.append("</tbody></table>")
+    return "\n".join(out)
+
+
 def to_html(rep: Report, images: Sequence[tuple[str, str, bytes]]) -> str:
     p = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
          "<title>OOM killer: kernel comparison</title>", f"<style>{CSS}</style></head><body>"]
@@ -771,6 +920,8 @@ def to_html(rep: Report, images: Sequence[tuple[str, str, bytes]]) -> str:
             p.append("<ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in b[1]) + "</ul>")
         elif kind == "table":
             p.append(_html_table(b[1], b[2], b[3]))
+        elif kind == "matrix":
+            p.append(_html_matrix(b[1], b[2], b[3], b[4]))
         elif kind == "images" and images:
             p.append('<h2>Plots</h2><div class="plots">')
             first, rest = images[:2], images[2:]

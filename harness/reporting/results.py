@@ -79,7 +79,9 @@ class RunRecorder:
         row.setdefault("kernel_label", self.env.get("kernel_label"))
         self.events[key] = rec.get("events", [])
         self.snapshots[key] = rec.get("snapshot", [])
-        self._log.write(f"=== {key} ===\n{rec.get('kernel_log', '')}")
+        log = rec.get("kernel_log") or ""
+        # whole lines only: the next scenario's header must start a line (junit.kernel_logs splits on it)
+        self._log.write(f"=== {key} ===\n{log}" + ("" if not log or log.endswith("\n") else "\n"))
         self._log.flush()
         self._verdicts.write(json.dumps(row, default=str) + "\n")
         self._verdicts.flush()
