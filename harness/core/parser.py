@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import re
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 from .events import (
@@ -363,23 +363,27 @@ class _Parser:
                     ev.features.append("reaper")
                 return
 
-    def _dispatch(self, b: _Builder, ll: LogLine, text: str) -> None:  # noqa: C901 - one switch
+    def _dispatch(self, b: _Builder, ll: LogLine, text: str) -> None:
+        """One report line: the open section first (rows are the bulk), then the line handlers.
+
+        The handlers are tried in order and the first that recognises the line consumes it; the
+        order matters where two shapes share a prefix (``Kill process`` before ``Killed process``
+        lines, ``Tasks state`` before the header parts).
+        """
+        if self._section(b, text):
+            return
+        for handler in _HANDLERS:
+            if handler(self, b, ll, text):
+                return
+
+    def _section(self, b: _Builder, text: str) -> bool:
+        """Lines of the section the report is in (task table, memcg stats, Mem-Info)."""
         ev = b.ev
-        # --- task table rows first: they are the bulk of a report -------------------------------
         if text[0] == "[":
             if (b.section == "table" or (b.table_cols is None and _ROW.match(text))) and self._row(b, text):
-                return
-            mh = _TABLE_HEADER.match(text)
-            if mh:
-                cols = mh["cols"].split()
-                width = text.index("]") - 1  # "[ pid ]" (<=4.18) vs "[  pid  ]" (4.19+)
-                b.table_cols = cols
-                b.section = "table"
-                ev.table_layout = _layout_name(cols, width)
-                b.feature("table:" + ev.table_layout.split(" ")[0])
-                if "rss_anon" in cols:
-                    b.feature("table:rss_split")
-                return
+                return True
+            if self._table_header(b, text):
+                return True
         if b.section == "table" and not text.startswith("Tasks state"):
             b.section = ""
             ev.table_complete = bool(ev.table)
@@ -387,154 +391,256 @@ class _Parser:
             m = _STAT_KV.match(text)
             if m and ev.memcg is not None:
                 ev.memcg.stats[m.group(1)] = int(m.group(2))
-                return
+                return True
             b.section = ""
-        if b.section == "meminfo" and self._meminfo(b, text):
-            return
-        # --- header parts ----------------------------------------------------------------------
-        if text.startswith("Tasks state"):
-            b.feature("table:tasks_state")
-            b.section = "table"
-            return
-        if ev.kernel_version is None or ev.current_pid is None:
-            m = _DUMP_STACK.match(text)
-            if m:
-                ev.kernel_version = m["ver"]
-                ev.current_pid = int(m["pid"] or m["pid2"])
-                if " UID: " in text[:30]:
-                    b.feature("dump_stack:uid")
-                return
-        if " cpuset=" in text and ev.cpuset is None and not text.startswith("oom-kill:"):
-            m = _CPUSET.match(text)
-            if m:
-                ev.cpuset, ev.mems_allowed = m["cpuset"], m["mems"]
-                b.feature("cpuset_line")
-                return
-        if text.startswith("Mem-Info:"):
-            ev.meminfo = ev.meminfo or MemInfo()
-            b.section = "meminfo"
-            return
+        return b.section == "meminfo" and self._meminfo(b, text)
+
+    def _table_header(self, b: _Builder, text: str) -> bool:
+        """``[  pid  ]   uid  tgid total_vm ... name`` (mm/oom_kill.c dump_tasks): names the columns."""
+        mh = _TABLE_HEADER.match(text)
+        if not mh:
+            return False
+        ev = b.ev
+        cols = mh["cols"].split()
+        width = text.index("]") - 1  # "[ pid ]" (<=4.18) vs "[  pid  ]" (4.19+)
+        b.table_cols = cols
+        b.section = "table"
+        ev.table_layout = _layout_name(cols, width)
+        b.feature("table:" + ev.table_layout.split(" ")[0])
+        if "rss_anon" in cols:
+            b.feature("table:rss_split")
+        return True
+
+    # -- line handlers, tried in _HANDLERS order; each returns True when it consumed the line -----
+
+    def _h_tasks_state(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``Tasks state (memory values in pages):`` (4.19+ dump_tasks) opens the table."""
+        if not text.startswith("Tasks state"):
+            return False
+        b.feature("table:tasks_state")
+        b.section = "table"
+        return True
+
+    def _h_dump_stack(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``CPU: 0 PID: 140 Comm: big Not tainted 6.12...`` (lib/dump_stack.c): version and pid."""
+        ev = b.ev
+        if ev.kernel_version is not None and ev.current_pid is not None:
+            return False
+        m = _DUMP_STACK.match(text)
+        if not m:
+            return False
+        ev.kernel_version = m["ver"]
+        ev.current_pid = int(m["pid"] or m["pid2"])
+        if " UID: " in text[:30]:
+            b.feature("dump_stack:uid")
+        return True
+
+    def _h_cpuset(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``<comm> cpuset=<cs> mems_allowed=<n>`` (cpuset_print_current_mems_allowed, <5.0)."""
+        ev = b.ev
+        if " cpuset=" not in text or ev.cpuset is not None or text.startswith("oom-kill:"):
+            return False
+        m = _CPUSET.match(text)
+        if not m:
+            return False
+        ev.cpuset, ev.mems_allowed = m["cpuset"], m["mems"]
+        b.feature("cpuset_line")
+        return True
+
+    def _h_mem_info(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``Mem-Info:`` (mm/show_mem.c __show_mem) opens the global memory block."""
+        if not text.startswith("Mem-Info:"):
+            return False
+        b.ev.meminfo = b.ev.meminfo or MemInfo()
+        b.section = "meminfo"
+        return True
+
+    def _h_memcg_counter(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``memory: usage N kB, limit N kB, failcnt N`` and its swap/kmem siblings
+        (mm/memcontrol.c mem_cgroup_print_oom_meminfo)."""
         m = _MEMCG_COUNTER.match(text)
+        if not m:
+            return False
+        mc = b.ev.memcg = b.ev.memcg or MemcgInfo()
+        usage, limit = int(m["usage"]), int(m["limit"])
+        what = m["what"]
+        if what == "memory":
+            mc.usage_kb, mc.limit_kb, mc.failcnt = usage, limit, int(m["f"])
+        elif what == "memory+swap":
+            mc.memsw_usage_kb, mc.memsw_limit_kb = usage, limit
+        elif what == "swap":
+            mc.swap_usage_kb, mc.swap_limit_kb = usage, limit
+            b.feature("memcg:swap_v2")
+        else:
+            mc.kmem_usage_kb = usage
+        return True
+
+    def _h_memcg_stats(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``Memory cgroup stats for /x:`` followed by ``key value`` lines (or, <4.x, all on one line)."""
+        if not text.startswith("Memory cgroup stats for"):
+            return False
+        m = _MEMCG_STATS.match(text)
+        if not m:
+            return False
+        mc = b.ev.memcg = b.ev.memcg or MemcgInfo()
+        if mc.stats_path is None:
+            mc.stats_path = m["path"]
+        rest = m["rest"].strip()
+        if rest:
+            b.feature("memcg:stats_oneline")
+            if m["path"] == mc.stats_path:
+                for k, v in _STAT_PAIR.findall(rest):
+                    mc.stats[k] = int(v)
+        else:
+            b.feature("memcg:stats_multiline")
+            b.section = "memcg_stats"
+        return True
+
+    def _h_task_in(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``Task in /a killed as a result of limit of /b`` (mem_cgroup_print_oom_info, <=4.20)."""
+        if not text.startswith("Task in "):
+            return False
+        m = _TASK_IN.match(text)
+        if not m:
+            return False
+        mc = b.ev.memcg = b.ev.memcg or MemcgInfo()
+        mc.task_in, mc.limit_of = m["task"], m["lim"]
+        b.feature("memcg:task_in")
+        return True
+
+    def _h_limit_reached(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``Memory limit reached of cgroup /x`` (some vendor kernels)."""
+        if not text.startswith("Memory limit reached"):
+            return False
+        m = _LIMIT_REACHED.match(text)
+        if not m:
+            return False
+        mc = b.ev.memcg = b.ev.memcg or MemcgInfo()
+        mc.limit_of = m["lim"]
+        return True
+
+    def _h_protection(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``Memory cgroup min protection NkB -- low protection NkB`` (6.19+)."""
+        if not text.startswith("Memory cgroup min protection"):
+            return False
+        m = _PROTECTION.match(text)
+        if not m:
+            return False
+        mc = b.ev.memcg = b.ev.memcg or MemcgInfo()
+        mc.min_protection_kb, mc.low_protection_kb = int(m.group(1)), int(m.group(2))
+        b.feature("memcg:min_protection")
+        return True
+
+    def _h_summary(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``oom-kill:constraint=...`` (dump_oom_summary, 5.0+): printed right after the table."""
+        if not text.startswith("oom-kill:"):
+            return False
+        ev = b.ev
+        ev.summary = _summary(text)
+        b.feature("summary")
+        if ev.table:
+            ev.table_complete = True
+        return True
+
+    def _h_kill_process(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``<msg>: Kill process N (x) score S or sacrifice child`` (oom_kill_process, <=5.0) and
+        ``Kill process N (x) sharing same memory`` (2.6.37-4.x)."""
+        if "Kill process" not in text:
+            return False
+        ev = b.ev
+        m = _SELECT.match(text)
         if m:
-            mc = ev.memcg = ev.memcg or MemcgInfo()
-            usage, limit = int(m["usage"]), int(m["limit"])
-            what = m["what"]
-            if what == "memory":
-                mc.usage_kb, mc.limit_kb, mc.failcnt = usage, limit, int(m["f"])
-            elif what == "memory+swap":
-                mc.memsw_usage_kb, mc.memsw_limit_kb = usage, limit
-            elif what == "swap":
-                mc.swap_usage_kb, mc.swap_limit_kb = usage, limit
-                b.feature("memcg:swap_v2")
-            else:
-                mc.kmem_usage_kb = usage
-            return
-        if text.startswith("Memory cgroup stats for"):
-            m = _MEMCG_STATS.match(text)
-            if m:
-                mc = ev.memcg = ev.memcg or MemcgInfo()
-                if mc.stats_path is None:
-                    mc.stats_path = m["path"]
-                rest = m["rest"].strip()
-                if rest:
-                    b.feature("memcg:stats_oneline")
-                    if m["path"] == mc.stats_path:
-                        for k, v in _STAT_PAIR.findall(rest):
-                            mc.stats[k] = int(v)
-                else:
-                    b.feature("memcg:stats_multiline")
-                    b.section = "memcg_stats"
-                return
-        if text.startswith("Task in "):
-            m = _TASK_IN.match(text)
-            if m:
-                mc = ev.memcg = ev.memcg or MemcgInfo()
-                mc.task_in, mc.limit_of = m["task"], m["lim"]
-                b.feature("memcg:task_in")
-                return
-        if text.startswith("Memory limit reached"):
-            m = _LIMIT_REACHED.match(text)
-            if m:
-                mc = ev.memcg = ev.memcg or MemcgInfo()
-                mc.limit_of = m["lim"]
-                return
-        if text.startswith("Memory cgroup min protection"):
-            m = _PROTECTION.match(text)
-            if m:
-                mc = ev.memcg = ev.memcg or MemcgInfo()
-                mc.min_protection_kb, mc.low_protection_kb = int(m.group(1)), int(m.group(2))
-                b.feature("memcg:min_protection")
-                return
-        # --- verdict lines ---------------------------------------------------------------------
-        if text.startswith("oom-kill:"):
-            ev.summary = _summary(text)
-            b.feature("summary")
-            if ev.table:
-                ev.table_complete = True
-            return
-        if "Kill process" in text:
-            m = _SELECT.match(text)
-            if m:
-                ev.select = SelectLine(int(m["pid"]), m["name"], int(m["score"]), m["msg"])
-                b.feature("select_line")
-                return
-            m = _SHARING.match(text)
-            if m:
-                ev.kills.append(KillRecord(int(m["pid"]), m["name"], shared_mm=True, ts=ll.ts))
-                return
-        if "Killed process" in text:
-            k = _killed(text, ll.ts)
-            if k is not None:
-                if ev.kills and ev.group_memcg is None and any(not x.shared_mm for x in ev.kills):
-                    # Not an oom.group member (those follow the "Tasks in ... oom.group" line): the
-                    # kill of a later OOM whose report the kernel's ratelimit suppressed.
-                    b = self._new(ll, self._key_of(b), None)
-                    ev = b.ev
-                    self._line(b, ll)
-                elif ev.group_memcg is not None and ev.kills:
-                    k.group = True
-                ev.kills.append(k)
-                if k.message and "oom_kill_allocating_task" in k.message:
-                    ev.allocating_task_kill = True
-                b.feature("killed:prefixed" if k.message else "killed:unprefixed")
-                if k.shmem_rss_kb is not None:
-                    b.feature("killed:shmem")
-                if k.uid is not None:
-                    b.feature("killed:uid_pgtables")
-                if b.killed_at < 0:
-                    b.killed_at = ll.lineno
-                b.lines_since_kill = 0
-                return
-        if text.startswith("Tasks in "):
-            m = _GROUP.match(text)
-            if m:
-                ev.group_memcg = m["cg"]
-                b.feature("oom_group")
-                return
-        m = _EXITING.search(text)
+            ev.select = SelectLine(int(m["pid"]), m["name"], int(m["score"]), m["msg"])
+            b.feature("select_line")
+            return True
+        m = _SHARING.match(text)
         if m:
-            ev.victim_exiting = True
+            ev.kills.append(KillRecord(int(m["pid"]), m["name"], shared_mm=True, ts=ll.ts))
+            return True
+        return False
+
+    def _h_killed(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``[<msg>: ]Killed process N (x) total-vm:...`` (__oom_kill_process): one per victim."""
+        if "Killed process" not in text:
+            return False
+        k = _killed(text, ll.ts)
+        if k is None:
+            return False
+        ev = b.ev
+        if ev.kills and ev.group_memcg is None and any(not x.shared_mm for x in ev.kills):
+            # Not an oom.group member (those follow the "Tasks in ... oom.group" line): the
+            # kill of a later OOM whose report the kernel's ratelimit suppressed.
+            b = self._new(ll, self._key_of(b), None)
+            ev = b.ev
+            self._line(b, ll)
+        elif ev.group_memcg is not None and ev.kills:
+            k.group = True
+        ev.kills.append(k)
+        if k.message and "oom_kill_allocating_task" in k.message:
+            ev.allocating_task_kill = True
+        b.feature("killed:prefixed" if k.message else "killed:unprefixed")
+        if k.shmem_rss_kb is not None:
+            b.feature("killed:shmem")
+        if k.uid is not None:
+            b.feature("killed:uid_pgtables")
+        if b.killed_at < 0:
             b.killed_at = ll.lineno
-            return
-        m = _PANIC_ON_OOM.search(text)
-        if m:
-            ev.panic = text
-            b.feature("panic_on_oom")
-            self._close(self._key_of(b))
-            return
-        if _NO_KILLABLE.search(text) or _DEADLOCK.search(text):
-            ev.no_killable = True
-            if _DEADLOCK.search(text):
-                ev.panic = text
-            b.killed_at = ll.lineno
-            return
-        m = _KERNEL_PANIC.match(text)
-        if m and ev.panic is None:
-            ev.panic = text
-            self._close(self._key_of(b))
-            return
-        if text.startswith("Swap cache stats"):
-            b.feature("swap_cache_stats")
+        b.lines_since_kill = 0
+        return True
+
+    def _h_group(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``Tasks in /x are going to be killed due to memory.oom.group set`` (4.19+)."""
+        if not text.startswith("Tasks in "):
+            return False
+        m = _GROUP.match(text)
+        if not m:
+            return False
+        b.ev.group_memcg = m["cg"]
+        b.feature("oom_group")
+        return True
+
+    def _h_exiting(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``OOM victim N (x) is already exiting. Skip killing the task`` (task_will_free_mem)."""
+        if not _EXITING.search(text):
+            return False
+        b.ev.victim_exiting = True
+        b.killed_at = ll.lineno
+        return True
+
+    def _h_panic_on_oom(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``Out of memory: system-wide panic_on_oom is enabled`` (check_panic_on_oom): ends it."""
+        if not _PANIC_ON_OOM.search(text):
+            return False
+        b.ev.panic = text
+        b.feature("panic_on_oom")
+        self._close(self._key_of(b))
+        return True
+
+    def _h_no_killable(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``Out of memory and no killable processes...`` / ``System is deadlocked on memory``."""
+        deadlock = _DEADLOCK.search(text)
+        if not (_NO_KILLABLE.search(text) or deadlock):
+            return False
+        b.ev.no_killable = True
+        if deadlock:
+            b.ev.panic = text
+        b.killed_at = ll.lineno
+        return True
+
+    def _h_kernel_panic(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``Kernel panic - not syncing: ...`` ends the report (the first panic message wins)."""
+        if b.ev.panic is not None or not _KERNEL_PANIC.match(text):
+            return False
+        b.ev.panic = text
+        self._close(self._key_of(b))
+        return True
+
+    def _h_swap_cache(self, b: _Builder, ll: LogLine, text: str) -> bool:
+        """``Swap cache stats: ...`` (show_swap_cache_info, <=5.x): only a format fingerprint."""
+        if not text.startswith("Swap cache stats"):
+            return False
+        b.feature("swap_cache_stats")
+        return True
 
     def _row(self, b: _Builder, text: str) -> bool:
         try:
@@ -622,6 +728,30 @@ class _Parser:
                 mi.page_size_kb = kb if mi.page_size_kb is None else min(mi.page_size_kb, kb)
                 return True
         return False
+
+
+_Handler = Callable[[_Parser, _Builder, LogLine, str], bool]
+# Report lines outside a section, in the order they are tried (first match consumes the line).
+_HANDLERS: tuple[_Handler, ...] = (
+    _Parser._h_tasks_state,
+    _Parser._h_dump_stack,
+    _Parser._h_cpuset,
+    _Parser._h_mem_info,
+    _Parser._h_memcg_counter,
+    _Parser._h_memcg_stats,
+    _Parser._h_task_in,
+    _Parser._h_limit_reached,
+    _Parser._h_protection,
+    _Parser._h_summary,
+    _Parser._h_kill_process,
+    _Parser._h_killed,
+    _Parser._h_group,
+    _Parser._h_exiting,
+    _Parser._h_panic_on_oom,
+    _Parser._h_no_killable,
+    _Parser._h_kernel_panic,
+    _Parser._h_swap_cache,
+)
 
 
 def _headerless_layout(text: str) -> list[str] | None:
