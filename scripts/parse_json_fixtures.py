@@ -15,7 +15,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from harness.cli import main  # noqa: E402
+from harness.cli.main import main  # noqa: E402
 
 
 def dump(out: Path) -> int:
