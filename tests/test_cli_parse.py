@@ -97,3 +97,19 @@ def test_garbage_json_has_no_events(tmp_path: Path) -> None:
     r = run("--json", str(p))
     assert r.returncode == 0
     assert json.loads(r.stdout)["events"] == []
+
+
+def test_parser_bug_is_one_line_exit_2(monkeypatch, capsys) -> None:
+    """A parser bug is not swallowed: ``parse`` names the file and line, exits 2, no traceback."""
+    from harness.cli.main import main
+    from harness.core import parser as parser_mod
+
+    def broken(self: object, ll: object) -> None:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(parser_mod._Parser, "_feed", broken)
+    log = FIX / "synthetic" / "3.4-memcg-v1-memsw.log"
+    assert main(["parse", str(log)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "internal error on line 1: ValueError: boom" in err and str(log) in err

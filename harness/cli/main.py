@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from harness import __version__
 from harness.core.analysis import Context, analyze_all
-from harness.core.parser import LogReadError, parse_file
+from harness.core.parser import LogReadError, ParserBug, parse_file
 from harness.errors import HarnessError
 from harness.reporting.render import analysis_text
 
@@ -34,6 +34,9 @@ def _cmd_parse(args: argparse.Namespace) -> int:
             events = list(parse_file(path, keep_lines=False))
         except LogReadError as e:
             raise HarnessError(str(e)) from None
+        except ParserBug as e:
+            # One line, exit 2: a report may have been lost, so no partial verdicts are printed.
+            raise HarnessError(f"{path}: {e} (a parser bug: please report it with the log)") from None
         for a in analyze_all(events, ctx):
             d = a.to_dict()
             d["source"] = path

@@ -12,7 +12,8 @@ changed, is in :mod:`harness.core.eras`).  The parser is deliberately tolerant:
   log has one, so interleaved reports from several CPUs do not mix;
 * a report may be cut anywhere (log ended, ring buffer wrapped, kmsg sequence gap): the event is
   still returned, with ``complete=False`` and the parts it lacks in ``missing``;
-* any input, however broken, gives a (possibly empty) list of events and never an exception.
+* any input, however broken, gives a (possibly empty) list of events; an exception is a parser
+  bug, raised as :class:`ParserBug` with the line it happened on (never swallowed).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from .events import (
 )
 from .logformat import LogLine, normalize
 
-__all__ = ["parse_text", "parse_file", "parse_stream", "parse_lines", "LiveParser", "LogReadError"]
+__all__ = ["parse_text", "parse_file", "parse_stream", "parse_lines", "LiveParser", "LogReadError", "ParserBug"]
 
 CHUNK = 1 << 20
 # How many unrelated lines may follow a kill before its report is considered over (further
@@ -48,6 +49,17 @@ HOLD_BACK = 8
 
 class LogReadError(Exception):
     """The log could not be read at all (missing file, permission, directory)."""
+
+
+class ParserBug(Exception):
+    """The parser itself failed on line *lineno*: a bug, reported with the line so it can be fixed.
+
+    Raised instead of dropping the report quietly, so tests catch it and ``parse`` can say where.
+    """
+
+    def __init__(self, lineno: int, error: BaseException) -> None:
+        super().__init__(f"internal error on line {lineno}: {type(error).__name__}: {error}")
+        self.lineno = lineno
 
 
 # --- line patterns (anchored at the start of the bare message) ---------------------------------
@@ -211,12 +223,12 @@ class _Parser:
         return bool(self.open)
 
     def feed(self, ll: LogLine) -> None:
+        # A parser bug must surface (tests fail, ``parse`` says which line), never silently drop
+        # the rest of a report: the error is re-raised with the line number, not swallowed.
         try:
             self._feed(ll)
-        except Exception:  # noqa: BLE001 - a parser bug must never take the caller down
-            b = self.open.get(ll.caller if ll.caller in self.open else None)
-            if b is not None and "unparsable line" not in b.ev.missing:
-                b.ev.missing.append("unparsable line")
+        except Exception as e:
+            raise ParserBug(ll.lineno, e) from e
 
     def finish(self) -> None:
         for key in list(self.open):
