@@ -38,7 +38,7 @@ def messages(path: Path) -> list[str]:
 def core(ev) -> dict:
     """The parts of an event that must not depend on the envelope or line numbers."""
     d = ev.to_dict()
-    for k in ("index", "first_line", "last_line", "ts", "caller"):
+    for k in ("index", "first_line", "last_line", "ts", "caller", "host"):
         d.pop(k)
     for k in d["kills"]:
         k.pop("ts")

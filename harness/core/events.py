@@ -139,6 +139,30 @@ class ReaperLine:
 
 
 @dataclass(slots=True)
+class Repairs:
+    """What had to be undone to read the report (a pasted log: wrapped, quoted, interleaved).
+
+    Filled from the repair stage (:mod:`harness.core.repair`) and the parser, so a user can judge
+    how much of the verdict rests on reconstruction.  All zero/empty for a log as the kernel wrote it.
+    """
+
+    lines_rejoined: int = 0  # continuation pieces glued back onto the line they were cut from
+    foreign_lines_skipped: int = 0  # lines inside the report that no report grammar knows
+    prefixes_stripped: dict[str, int] = field(default_factory=dict)  # quote, indent, html, cr, rsyslog
+    ambiguous_joins: list[str] = field(default_factory=list)  # joins the grammar could not decide
+    unrecognised: list[str] = field(default_factory=list)  # OOM-looking lines of a non-standard kernel
+
+    def any(self) -> bool:
+        return bool(
+            self.lines_rejoined
+            or self.foreign_lines_skipped
+            or self.prefixes_stripped
+            or self.ambiguous_joins
+            or self.unrecognised
+        )
+
+
+@dataclass(slots=True)
 class OomEvent:
     """One OOM-killer invocation as the kernel reported it."""
 
@@ -170,6 +194,8 @@ class OomEvent:
     complete: bool = False
     missing: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)  # raw messages of the report, for the record
+    host: str | None = None  # syslog/journal host name, when the log shows one
+    repairs: Repairs = field(default_factory=Repairs)
 
     @property
     def kind(self) -> str:

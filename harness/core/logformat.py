@@ -11,6 +11,8 @@ Recognised envelopes (any combination, in this order from the left):
 * ``dmesg -T``: ``[Wed Nov 25 14:10:55 2026] message``;
 * ``dmesg -x`` (``--decode``): ``kern  :warn  : `` before any of the dmesg forms (util-linux prints
   the facility and the level names, each padded to six columns: ``"%-6s:%-6s: "``);
+* ``journalctl -o short-monotonic``: ``[  123.456789] host kernel: `` (the host is kept: a syslog
+  file may hold several machines' logs, and their reports must not mix);
 * raw console / ``dmesg -r``: ``<4>`` level prefixes;
 * printk timestamps ``[ 1234.567890]`` and caller ids ``[  T123]`` / ``[  C1]`` (with or without a
   space between them, as the console prints ``[    0.0][    T0]``);
@@ -37,19 +39,24 @@ class LogLine:
     ts: float | None = None  # printk seconds since boot, when the source shows them
     caller: str | None = None  # "T123" / "C1" when CONFIG_PRINTK_CALLER or kmsg caller= shows it
     seq: int | None = None  # /dev/kmsg sequence number
+    host: str | None = None  # the syslog/journal host name, when the source shows one
+    env: bool = False  # an envelope (timestamp, record header, syslog prefix...) was removed
+    fixes: tuple[str, ...] = ()  # what the repair stage did to make this line (harness.core.repair)
 
 
 _KMSG = re.compile(r"^(\d+),(\d+),(\d+),[^;,]*(?:,caller=([TC]\d+))?[^;]*;")
 _SYSLOG = re.compile(
-    r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d"  # Nov 25 14:10:55
+    r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"  # Nov 25 14:10:55[.123456] (short-precise)
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)"  # ISO 8601
-    r" \S+ kernel(?:\[\d+\])?: "
+    r" (?P<host>\S+) kernel(?:\[\d+\])?: "
 )
 # dmesg -x / --decode: "kern  :warn  : ", "user  :err   : ", "local7:debug : " (util-linux sys-utils/dmesg.c)
 _DECODED = re.compile(
     r"^(?:kern|user|mail|daemon|auth|syslog|lpr|news|uucp|cron|authpriv|ftp|res0|res1|res2|res3|local[0-7]) *:"
     r"(?:emerg|alert|crit|err|warn|notice|info|debug) *: ?"
 )
+# journalctl -o short-monotonic: "[  123.456789] host kernel: message" (the host after the stamp)
+_HOST_KERNEL = re.compile(r"^(?P<host>[\w.-]+) kernel(?:\[\d+\])?: ")
 _ISO_DMESG = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)? ")
 # ctime in any locale: "[Wed Nov 25 14:10:55 2026]", "[dim. 19 avril 18:03:30 2026]", "[月  1月 26 ...]"
 _CTIME = re.compile(r"^\[[^\]]{0,40}?\d\d:\d\d:\d\d \d{4}\] ?")
@@ -74,6 +81,7 @@ def normalize(raw: str, lineno: int = 0) -> LogLine | None:
     ts: float | None = None
     caller: str | None = None
     seq: int | None = None
+    host: str | None = None
     first = line[0]
     if first == " " and "=" in line and line.lstrip(" ")[:1].isupper() and _is_kmsg_dict(line):
         return None
@@ -84,6 +92,7 @@ def normalize(raw: str, lineno: int = 0) -> LogLine | None:
         if not line:
             return LogLine("", lineno)
         first = line[0]
+    n0 = len(line)
     if first.islower() and line[6:7] == ":":
         m = _DECODED.match(line)
         if m:
@@ -101,10 +110,12 @@ def normalize(raw: str, lineno: int = 0) -> LogLine | None:
         else:
             m = _SYSLOG.match(line) or _ISO_DMESG.match(line)
             if m:
+                host = m.groupdict().get("host")
                 line = line[m.end() :]
     elif first.isalpha():
         m = _SYSLOG.match(line)
         if m:
+            host = m["host"]
             line = line[m.end() :]
     elif first == "[" and not line[1:2].isdigit() and line[1:2] not in (" ", "<"):
         # (caller ids "[T123]"/"[C1]" never match _CTIME: it needs "hh:mm:ss yyyy]"; English
@@ -121,6 +132,11 @@ def normalize(raw: str, lineno: int = 0) -> LogLine | None:
         if m:
             ts = float(m.group(1))
             line = line[m.end() :]
+            if host is None and " kernel" in line[:80]:
+                mh = _HOST_KERNEL.match(line)
+                if mh:
+                    host = mh["host"]
+                    line = line[mh.end() :]
     elif "]" in line and "[" in line:
         # Serial console: "user output[   12.345678] kernel message"
         matches = list(_TS_INSIDE.finditer(line))
@@ -135,7 +151,7 @@ def normalize(raw: str, lineno: int = 0) -> LogLine | None:
         if m:
             caller = m.group(1)
             line = line[m.end() :]
-    return LogLine(line.rstrip(), lineno, ts, caller, seq)
+    return LogLine(line.rstrip(), lineno, ts, caller, seq, host, len(line) != n0)
 
 
 def _is_kmsg_dict(line: str) -> bool:

@@ -30,6 +30,7 @@ from .events import (
     MemInfo,
     OomEvent,
     ReaperLine,
+    Repairs,
     SelectLine,
     Summary,
     TaskRow,
@@ -45,6 +46,11 @@ CHUNK = 1 << 20
 AFTERMATH_LINES = 400
 # Closed events are held back this many events so late oom_reaper lines can still be attached.
 HOLD_BACK = 8
+# A report that has not reached its kill line is closed after this many lines in a row that no
+# report grammar knows (a report cut short, then ordinary log): memory and time stay bounded.
+STALE_LINES = 400
+# At most this many non-standard OOM lines are quoted per event (an instrumented kernel's extras).
+MAX_UNRECOGNISED = 10
 
 
 class LogReadError(Exception):
@@ -114,9 +120,33 @@ _DEADLOCK = re.compile(r"System is deadlocked on memory")
 _EXITING = re.compile(r"OOM victim (?P<pid>\d+) \((?P<name>.*)\) is already exiting")
 _KERNEL_PANIC = re.compile(r"^Kernel panic - not syncing: (?P<msg>.*)")
 
+# The memcg block's first line (5.0+ "memory: usage", <=4.20 "Task in ... killed as a result of
+# limit of"), printed only in an OOM report (mm/memcontrol.c mem_cgroup_print_oom_meminfo /
+# mem_cgroup_print_oom_context): an excerpt that starts there is a report whose header is lost.
+_MID_START = re.compile(
+    r"memory: usage \d+kB, limit \d+kB|Task in \S+ killed as a result of limit|Memory cgroup stats for "
+)
+# Report lines the parser reads nothing from, by the kernel function that prints them: dump_stack
+# (lib/dump_stack.c, arch show_regs), __show_mem (mm/show_mem.c), memcg stat lines
+# (memory_stat_format), the cpuset line, panic and reaper lines.  Anything else inside a report is
+# a foreign line.
+_KNOWN_OTHER = re.compile(
+    r"\s*(?:Hardware name: |Call Trace:|Call trace:|</?(?:TASK|IRQ|NMI)>|RIP: |RSP: |R[A-Z0-9]{2}: |Code: |CR2: "
+    r"|FS: |CS: |DR\d: |Stack:|Workqueue: |Modules linked in|PKRU: |Backtrace:|CPU: |Pid: |Tainted: |\? "
+    r"|\[<[0-9a-f]+>\]"
+    r"|[\w.]+\+0x[0-9a-f]+/0x[0-9a-f]+"
+    r"|active_anon:|active_file:|inactive_file:|unevictable:|slab_reclaimable:|mapped:|free:|free_pcp:|pagetables:"
+    r"|sec_pagetables:|kernel_misc_reclaimable:|Node \d|lowmem_reserve\[\]:|\d+ total pagecache pages|\d+ pages "
+    r"|Free swap|Total swap|Swap cache|Mem-Info|\w+ (?:free|per-cpu):|[a-z_]+[ :]\d+(?:KB|kB)?$"
+    r"|Tasks state|oom_reaper:|---\[ end |Kernel Offset:|Rebooting in)"
+)
+# Words that make an unknown line worth quoting: a patched kernel's own OOM lines.
+_OOM_WORDS = re.compile(r"(?i)\b(?:oom|kill(?:ed|ing)?|victim|out of memory)\b")
+
 # Lines that can start (or belong to) a report; the idle scanner jumps from one to the next.
 _INTERESTING = re.compile(
     r"oom(?:-kill(?:er|:)|_reaper:)|Kill(?:ed)? process|Linux version|\[\s*pid\s*\]|panic_on_oom|no killable processes"
+    r"|memory: usage \d|Task in \S+ killed|Memory cgroup stats for "
     r"|\[ *\d+\] +-?\d+ +\d+ +\d+ +\d+ "  # a task-table row: the ring buffer wrapped mid-table
 )
 # Lines that may still belong to a report after its kill line.
@@ -192,7 +222,7 @@ def _mainline_layout_name(cols: list[str], pid_width: int) -> str:
 class _Builder:
     """Accumulates one report's lines into an :class:`OomEvent`."""
 
-    __slots__ = ("ev", "section", "table_cols", "killed_at", "lines_since_kill", "done")
+    __slots__ = ("ev", "section", "table_cols", "killed_at", "lines_since_kill", "done", "foreign", "stale")
 
     def __init__(self, ev: OomEvent) -> None:
         self.ev = ev
@@ -201,6 +231,8 @@ class _Builder:
         self.killed_at = -1
         self.lines_since_kill = 0
         self.done = False
+        self.foreign = 0  # unknown lines since the last report line (counted once one follows)
+        self.stale = 0  # unknown lines in a row
 
     def feature(self, name: str) -> None:
         if name not in self.ev.features:
@@ -238,8 +270,12 @@ class _Parser:
 
     # -- internals ------------------------------------------------------------------------------
     def _key(self, ll: LogLine) -> str | None:
-        # Reports are printed by the allocating task; its caller id keeps it apart from others.
-        return ll.caller if ll.caller and ll.caller[0] == "T" else (ll.caller if ll.caller else None)
+        """Reports are printed by the allocating task: its caller id keeps it apart from other
+        tasks' reports, and the host name keeps one machine's report apart from another's in a
+        syslog file that collects several."""
+        if ll.host:
+            return f"{ll.host}/{ll.caller or ''}"
+        return ll.caller or None
 
     def _new(self, ll: LogLine, key: str | None, trigger: Trigger | None) -> _Builder:
         if key in self.open:
@@ -252,6 +288,7 @@ class _Parser:
             caller=ll.caller,
             trigger=trigger,
             kernel_version=self.kernel_version,
+            host=ll.host,
         )
         self.count += 1
         b = _Builder(ev)
@@ -320,10 +357,17 @@ class _Parser:
         if text.startswith("oom_reaper:"):
             self._reaper(text)
             return
+        if b is not None and b.killed_at >= 0 and _MID_START.match(text):
+            # The memcg block's first line after a kill: the next report, its header lost.
+            self._close(self._key_of(b))
+            b = None
         if b is None:
-            # A report whose beginning was lost (ratelimited header, wrapped ring buffer).
+            # A report whose beginning was lost (ratelimited header, wrapped ring buffer, an
+            # excerpt pasted from the middle): the memcg block before the table is OOM-only
+            # (mm/memcontrol.c mem_cgroup_print_oom_meminfo), so it may open the event.
             starts_report = (
-                _TABLE_HEADER.match(text)
+                _MID_START.match(text)
+                or _TABLE_HEADER.match(text)
                 or _SUMMARY.match(text)
                 or "Killed process" in text
                 or "Kill process" in text
@@ -356,6 +400,8 @@ class _Parser:
         b.ev.last_line = ll.lineno
         if self.keep_lines:
             b.ev.lines.append(ll.text)
+        if ll.fixes:
+            _account_fixes(b.ev.repairs, ll.fixes)
 
     def _reaper(self, text: str) -> None:
         m = _REAPED.match(text)
@@ -383,10 +429,50 @@ class _Parser:
         lines, ``Tasks state`` before the header parts).
         """
         if self._section(b, text):
+            self._known(b)
             return
+        section, table_complete = b.section, b.ev.table_complete
+        if section in ("table", "memcg_stats"):
+            # Any report line ends these sections; a line no grammar knows does not (below).
+            b.section = ""
+            if section == "table":
+                b.ev.table_complete = bool(b.ev.table)
         for handler in _HANDLERS:
             if handler(self, b, ll, text):
+                self._known(b)
                 return
+        if _KNOWN_OTHER.match(text):
+            b.section = section if section != "table" or not b.ev.table else ""
+            self._known(b)
+            return
+        # A line the report grammar does not know: a foreign line (journald, a driver, audit, an
+        # instrumented kernel's printk) interleaved with the report.  It neither ends the table
+        # nor the memcg stats, so a row or stat after it is still read.
+        b.section, b.ev.table_complete = section, table_complete
+        self._foreign(b, text)
+
+    def _known(self, b: _Builder) -> None:
+        """A report line: the unknown lines since the previous one were foreign lines inside it."""
+        if b.foreign:
+            b.ev.repairs.foreign_lines_skipped += b.foreign
+            b.foreign = 0
+        b.stale = 0
+
+    def _foreign(self, b: _Builder, text: str) -> None:
+        if _OOM_WORDS.search(text):
+            # e.g. "would have killed process N (x), but continuing instead" (a patched kernel)
+            un = b.ev.repairs.unrecognised
+            if len(un) < MAX_UNRECOGNISED:
+                un.append(text[:200])
+            self._known(b)
+            if b.section == "table":  # it stands where the kernel's own kill line would
+                b.section = ""
+                b.ev.table_complete = bool(b.ev.table)
+            return
+        b.foreign += 1
+        b.stale += 1
+        if b.stale > STALE_LINES:
+            self._close(self._key_of(b))
 
     def _section(self, b: _Builder, text: str) -> bool:
         """Lines of the section the report is in (task table, memcg stats, Mem-Info)."""
@@ -396,15 +482,11 @@ class _Parser:
                 return True
             if self._table_header(b, text):
                 return True
-        if b.section == "table" and not text.startswith("Tasks state"):
-            b.section = ""
-            ev.table_complete = bool(ev.table)
         if b.section == "memcg_stats":
             m = _STAT_KV.match(text)
             if m and ev.memcg is not None:
                 ev.memcg.stats[m.group(1)] = int(m.group(2))
                 return True
-            b.section = ""
         return b.section == "meminfo" and self._meminfo(b, text)
 
     def _table_header(self, b: _Builder, text: str) -> bool:
@@ -842,8 +924,24 @@ def _killed(text: str, ts: float | None) -> KillRecord | None:
     return None
 
 
+def _account_fixes(r: Repairs, fixes: tuple[str, ...]) -> None:
+    """Add one line's repair notes (see :mod:`harness.core.repair`) to its event's record."""
+    for f in fixes:
+        if f == "rejoined":
+            r.lines_rejoined += 1
+        elif f.startswith("ambiguous"):
+            if len(r.ambiguous_joins) < MAX_UNRECOGNISED:
+                r.ambiguous_joins.append(f.partition(": ")[2])
+        else:
+            r.prefixes_stripped[f] = r.prefixes_stripped.get(f, 0) + 1
+
+
 def _finalize(b: _Builder) -> None:
     ev = b.ev
+    if b.section == "table" and ev.table and b.foreign:
+        # Unknown lines after the last row and nothing after them: as before foreign-line
+        # tolerance, the table ended at the first of them.
+        ev.table_complete = True
     if b.section == "table" and ev.table:
         # The log ended (or the report was cut) while the table was being printed.
         ev.table_complete = ev.table_complete or bool(ev.kills or ev.summary or ev.select)
