@@ -336,6 +336,11 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
 
     if ev.allocating_task_kill:
         want = _who(ev.current_pid, ev.trigger.comm if ev.trigger else None)
+        if want is None and killed is not None:
+            # An excerpt without the header: the kill line's own "(oom_kill_allocating_task)" says
+            # the victim is current (mm/oom_kill.c out_of_memory() sets oc->chosen = current).
+            want = dict(killed)
+            notes.append("allocating task taken from the kill line (the report's header is not in the log)")
         ok = killed is not None and want is not None and killed["pid"] == want["pid"]
         return result(
             "match" if ok else "mismatch",

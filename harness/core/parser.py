@@ -37,10 +37,13 @@ from .events import (
     Trigger,
 )
 from .logformat import LogLine, normalize
+from .repair import ENGAGE, Repairer
 
 __all__ = ["parse_text", "parse_file", "parse_stream", "parse_lines", "LiveParser", "LogReadError", "ParserBug"]
 
 CHUNK = 1 << 20
+# No kernel line comes near this (printk's limit is 1024 bytes); a longer line is cut here.
+MAX_LINE = 1 << 16
 # How many unrelated lines may follow a kill before its report is considered over (further
 # Killed lines of an oom.group kill, or the reaper's line, arrive shortly after the first).
 AFTERMATH_LINES = 400
@@ -149,6 +152,8 @@ _INTERESTING = re.compile(
     r"|memory: usage \d|Task in \S+ killed|Memory cgroup stats for "
     r"|\[ *\d+\] +-?\d+ +\d+ +\d+ +\d+ "  # a task-table row: the ring buffer wrapped mid-table
 )
+# With the repair stage: also the pieces of a report line cut by wrapping.
+_ENGAGE = re.compile(_INTERESTING.pattern + ENGAGE)
 # Lines that may still belong to a report after its kill line.
 _AFTERMATH = re.compile(
     r"Killed process|Kill process|oom_reaper:|invoked oom-killer|Tasks in |OOM victim|panic|deadlocked|no killable"
@@ -1011,60 +1016,93 @@ class LiveParser:
         return out
 
 
-def parse_stream(chunks: Iterable[str], *, keep_lines: bool = True) -> Iterator[OomEvent]:
+def parse_stream(chunks: Iterable[str], *, keep_lines: bool = True, repair: bool = True) -> Iterator[OomEvent]:
     """Parse text arriving in chunks of any size; memory stays bounded by the chunk size.
 
     While no report is open, the next line that could belong to one is found with one regex
-    search over the chunk, so ordinary kernel noise costs almost nothing.
+    search over the chunk, so ordinary kernel noise costs almost nothing.  With *repair* (the
+    default) the lines around reports pass through :class:`~harness.core.repair.Repairer` first, so
+    a pasted report (wrapped, quoted, escaped) reads as the kernel wrote it.  A line longer than
+    :data:`MAX_LINE` is cut there (the rest up to its newline is skipped, never held in memory).
     """
     p = _Parser(keep_lines)
+    r = Repairer() if repair else None
+    search = _ENGAGE.search if repair else _INTERESTING.search
     carry = ""
     lineno = 0
+    skipping = False  # inside an over-long line, dropping characters up to its newline
     for chunk in chunks:
         if not chunk:
             continue
+        if skipping:
+            nl = chunk.find("\n")
+            if nl < 0:
+                continue
+            chunk = chunk[nl:]  # the newline ends the truncated line held in carry
+            skipping = False
         buf = carry + chunk
         end = buf.rfind("\n")
         if end < 0:
             carry = buf
+            if len(carry) > MAX_LINE:
+                carry, skipping = carry[:MAX_LINE], True
             continue
         carry = buf[end + 1 :]
-        lineno = _feed_buffer(p, buf, end + 1, lineno)
+        lineno = _feed_buffer(p, r, search, buf, end + 1, lineno)
+        if len(carry) > MAX_LINE:
+            carry, skipping = carry[:MAX_LINE], True
         while p.out:
             yield p.out.popleft()
     if carry:
-        lineno = _feed_buffer(p, carry + "\n", len(carry) + 1, lineno)
+        lineno = _feed_buffer(p, r, search, carry + "\n", len(carry) + 1, lineno)
+    if r is not None:
+        for ll in r.flush():
+            p.feed(ll)
     p.finish()
     yield from p.out
 
 
-def _feed_buffer(p: _Parser, buf: str, limit: int, lineno: int) -> int:
+def _feed_buffer(
+    p: _Parser, r: Repairer | None, search: Callable[..., re.Match[str] | None], buf: str, limit: int, lineno: int
+) -> int:
     pos = 0
-    search = _INTERESTING.search
     while pos < limit:
-        if not p.busy:
+        if not p.busy and (r is None or not r.busy):
             m = search(buf, pos, limit)
             if m is None:
                 lineno += buf.count("\n", pos, limit)
                 return lineno
-            start = buf.rfind("\n", pos, m.start())
-            if start >= 0:
-                lineno += buf.count("\n", pos, start + 1)
-                pos = start + 1
+            start = buf.rfind("\n", pos, m.start()) + 1 or pos
+            if r is not None:
+                # the line before may hold the first piece of a line cut by wrapping
+                back = buf.rfind("\n", pos, max(pos, start - 1)) + 1 or pos
+                start = back if start > pos else start
+                r.engage(buf, start, limit)
+            lineno += buf.count("\n", pos, start)
+            pos = start
         nl = buf.find("\n", pos, limit)
         if nl < 0:
             nl = limit - 1
         lineno += 1
-        ll = normalize(buf[pos:nl], lineno)
+        raw = buf[pos:nl]
         pos = nl + 1
-        if ll is not None:
+        if r is None:
+            ll = normalize(raw, lineno)
+            if ll is not None:
+                p.feed(ll)
+            continue
+        try:
+            lines = r.push(raw, lineno)
+        except Exception as e:
+            raise ParserBug(lineno, e) from e
+        for ll in lines:
             p.feed(ll)
     return lineno
 
 
-def parse_text(text: str, *, keep_lines: bool = True) -> list[OomEvent]:
+def parse_text(text: str, *, keep_lines: bool = True, repair: bool = True) -> list[OomEvent]:
     """Parse a whole log held in memory."""
-    return list(parse_stream([text], keep_lines=keep_lines))
+    return list(parse_stream([text], keep_lines=keep_lines, repair=repair))
 
 
 def _chunks(f: IO[str]) -> Iterator[str]:
@@ -1075,13 +1113,13 @@ def _chunks(f: IO[str]) -> Iterator[str]:
         yield c
 
 
-def parse_file(path: str, *, keep_lines: bool = True) -> Iterator[OomEvent]:
+def parse_file(path: str, *, keep_lines: bool = True, repair: bool = True) -> Iterator[OomEvent]:
     """Parse a saved log file (``-`` for standard input).  Raises :class:`LogReadError`."""
     import sys
 
     if path == "-":
         stream: IO[str] = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
-        yield from parse_stream(_chunks(stream), keep_lines=keep_lines)
+        yield from parse_stream(_chunks(stream), keep_lines=keep_lines, repair=repair)
         return
     try:
         f = open(path, encoding="utf-8", errors="replace")  # noqa: SIM115 - closed below
@@ -1089,6 +1127,6 @@ def parse_file(path: str, *, keep_lines: bool = True) -> Iterator[OomEvent]:
         raise LogReadError(f"{path}: cannot read: {e.strerror or e}") from None
     with f:
         try:
-            yield from parse_stream(_chunks(f), keep_lines=keep_lines)
+            yield from parse_stream(_chunks(f), keep_lines=keep_lines, repair=repair)
         except OSError as e:
             raise LogReadError(f"{path}: read failed: {e.strerror or e}") from None

@@ -1,0 +1,464 @@
+"""Turn a pasted kernel log back into the kernel's own lines, before the parser reads it.
+
+OOM reports reach ``parse`` copied from mail archives, bug trackers, chats and terminals, and
+mangled on the way: hard-wrapped (a mail client breaking at spaces, ``fold``/a console cutting
+every *W* characters mid-token), quoted (``> ``), indented, HTML-escaped, CRLF-terminated,
+forwarded by rsyslog (``#012`` for a newline).  This stage undoes that, one line at a time and with
+one line of look-behind, so it streams like the parser (memory flat in the log's size):
+
+* **prefixes**: quote markers, indentation, CR, HTML entities and rsyslog escapes are removed and
+  counted; the log envelope itself (timestamps, kmsg records, syslog/journal prefixes with their
+  host) is :func:`harness.core.logformat.normalize`'s job;
+* **rejoining**: in a log whose lines carry an envelope, a line without one is a piece cut from the
+  line before (the kernel prints every line with its prefix; the only envelope-less lines it
+  makes are the continuation lines of one multi-line record, e.g. ``memory.stat`` - ``key value``
+  lines - and show_mem's indented ``key:value`` lines, which are kept apart).  Where the pieces
+  meet, the separator (nothing, or the space a mail client dropped) is decided from the kernel's
+  grammar of that line (:func:`shape_valid`: the task table's column count from its header, the
+  exact shape of the ``invoked oom-killer``, ``Killed process``, ``oom-kill:``, memcg and
+  ``oom_reaper`` lines), then from the wrapping seen in the rest of the paste (fixed-width pieces
+  all have one length; a mail client never cuts inside a token).  A join neither decides is taken
+  the likelier way and reported as ambiguous.
+
+Every emitted :class:`~harness.core.logformat.LogLine` carries ``fixes``: ``"rejoined"`` once per
+glued piece, ``"ambiguous: ..."`` for an undecided join, and the names of stripped prefixes; the
+parser adds them to the event's :class:`~harness.core.events.Repairs`.  Foreign lines interleaved
+with a report are the parser's business (it knows which lines a report may contain).
+
+The cost matters: the parser only engages this stage around lines that may belong to a report (a
+C-speed regex search skips the rest), and a line with an envelope and no continuation costs one
+``normalize`` plus a few string tests.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import re
+from dataclasses import dataclass, field
+
+from .logformat import LogLine, normalize
+
+__all__ = ["Repairer", "shape_valid", "ENGAGE"]
+
+# Lines that may belong to a report, or be a piece of one cut by wrapping: the parser's idle scan
+# engages the repair stage at the first of them (the pieces of a cut header each hold one of these).
+ENGAGE = (
+    r"|invoked oom|oom-kill|oom_score_adj|gfp_mask=|total-vm:|anon-rss:|Tasks state|constraint=CONSTRAINT"
+    r"|Out of memory|out of memory"
+)
+
+# How many raw lines ahead are looked at to learn how the paste was wrapped.
+PROFILE_LINES = 400
+PROFILE_CHARS = 1 << 16
+# More undecided word|word boundaries than this in one line: no enumeration, the wrap mode decides.
+MAX_ENUM = 6
+
+_ALNUM = re.compile(r"[0-9A-Za-z]")
+_QUOTE = re.compile(r"[ \t]*(?:>[ \t]?)+")
+_ENTITY = re.compile(r"&(?:lt|gt|amp|quot|apos|#\d+|#x[0-9a-fA-F]+);")
+# A cheap look at whether a raw line starts with a log envelope (see logformat for the real thing).
+_ENV_HINT = re.compile(
+    r"[ \t]*(?:>[ \t]?)*[ \t]*(?:<\d{1,3}>)?"
+    r"(?:\[[ \d]*\d\.\d+\]|\d+,\d+,\d+,|[A-Z][a-z]{2} [ \d]\d \d\d:|\d{4}-\d\d-\d\dT"
+    r"|\[[^\]]{0,40}?\d\d:\d\d:\d\d \d{4}\]|\[ *[TC]\d+\])"
+)
+# Lines the kernel itself prints without an envelope: the continuation lines of one multi-line
+# record.  mm/memcontrol.c memory_stat_format() ("anon 123", 5.x printed the whole buffer as one
+# record) and mm/show_mem.c __show_mem() (" active_file:1 inactive_file:2 ...", one pr_info with
+# embedded newlines).
+_RECORD_CONT = re.compile(r"\s*[a-z_]+(?: \d+|:\d+(?:kB)?(?: [a-z_]+:\d+(?:kB)?)*)$")
+
+# --- the kernel's grammar of the lines a verdict rests on (full lines, anchored) ----------------
+# mm/oom_kill.c dump_header(): "%s invoked oom-killer: gfp_mask=%#x(%pGg), order=%d, oom_score_adj=%hd"
+# (4.9-4.18 add "nodemask=%*pbl, " before order; 2.6.36-3.6 print "oom_adj=%d, " before oom_score_adj)
+_TRIGGER_FULL = re.compile(
+    r".+? invoked oom-killer: gfp_mask=0x[0-9a-fA-F]+(?:\([^)]*\))?, (?:nodemask=\S+, )?order=-?\d+,"
+    r" (?:oom_adj=-?\d+, )?oom_score_adj=-?\d+"
+)
+# mm/oom_kill.c __oom_kill_process(): "%s: Killed process %d (%s) total-vm:%lukB, anon-rss:%lukB,
+# file-rss:%lukB, shmem-rss:%lukB, UID:%u pgtables:%lukB oom_score_adj:%hd" (fields added in 4.6,
+# 5.1; "UID %d, " before the name in some vendor 3.x kernels)
+_KILLED_FULL = re.compile(
+    r"(?:[A-Za-z][^:]*: )?Killed process \d+,? (?:UID \d+, )?\(.*\),? (?:total-vm|vsz):\d+kB,"
+    r" anon-rss:\d+kB, file-rss:\d+kB(?:, shmem-rss:\d+kB)?(?:,? UID:\d+ pgtables:\d+kB oom_score_adj:-?\d+)?"
+    r"|(?:[A-Za-z][^:]*: )?Killed process \d+ \([^()]*\)"
+)
+# mm/oom_kill.c oom_kill_process() (<=5.0): "%s: Kill process %d (%s) score %u or sacrifice child"
+_SELECT_FULL = re.compile(r"(?:.+?: )?Kill process \d+ \(.*\) score -?\d+ or sacrifice child")
+# mm/oom_kill.c dump_oom_summary() (5.0+): "oom-kill:constraint=%s,nodemask=%*pbl,cpuset=...,
+# mems_allowed=...,oom_memcg=...,task_memcg=...,task=%s,pid=%d,uid=%d"
+_SUMMARY_FULL = re.compile(
+    r"oom-kill:constraint=CONSTRAINT_[A-Z_]+,nodemask=[^,]*(?:,[a-z_]+(?:=[^,]*)?)*?,task=.*,pid=\d+,uid=\d+"
+)
+# mm/memcontrol.c mem_cgroup_print_oom_meminfo(): "%s: usage %llukB, limit %llukB, failcnt %lu"
+_COUNTER_FULL = re.compile(r"(?:memory|memory\+swap|swap|kmem): usage \d+kB, limit \d+kB, failcnt \d+")
+# mm/memcontrol.c mem_cgroup_print_oom_context() (<=4.20): "Task in %s killed as a result of limit of %s"
+_TASK_IN_FULL = re.compile(r"Task in \S+ killed as a result of limit of \S+")
+_STATS_FULL = re.compile(r"Memory cgroup stats for \S*:(?: ?[a-z_]+:\d+KB)*")
+# mm/oom_kill.c oom_reap_task_mm(): "oom_reaper: reaped process %d (%s), now anon-rss:%lukB, ..."
+_REAPED_FULL = re.compile(
+    r"oom_reaper: reaped process \d+ \(.*\), now anon-rss:\d+kB, file-rss:\d+kB(?:, shmem-rss:\d+kB)?"
+)
+# mm/oom_kill.c oom_kill_memcg_member path (4.19+): "Tasks in %s are going to be killed due to memory.oom.group set"
+_GROUP_FULL = re.compile(r"Tasks in \S+ are going to be killed due to memory\.oom\.group set")
+# lib/dump_stack.c dump_stack_print_info(): "CPU: %d UID: %u PID: %d Comm: %.20s %s%s %s %.*s %s"
+_CPU_FULL = re.compile(r"CPU: \d+ (?:UID: \d+ )?PID: \d+ Comm: .{1,20}? (?:Not tainted|Tainted: [A-Z ]+?) +\S+ #.*")
+_HEADER_START = re.compile(r"\[\s*pid\s*\]")
+# mm/oom_kill.c dump_tasks(): the column names of every era's table header
+_COLUMNS = frozenset(
+    {
+        "uid", "tgid", "total_vm", "rss", "rss_anon", "rss_file", "rss_shmem", "nr_ptes", "nr_pmds",
+        "pgtables_bytes", "swapents", "cpu", "oom_adj", "oom_score_adj", "name",
+    }
+)  # fmt: skip
+_ROW_START = re.compile(r"\[\s*\d+\]")
+
+_FULL_BY_START: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("oom-kill:", _SUMMARY_FULL),
+    ("memory", _COUNTER_FULL),
+    ("swap:", _COUNTER_FULL),
+    ("kmem:", _COUNTER_FULL),
+    ("Task in ", _TASK_IN_FULL),
+    ("Tasks in ", _GROUP_FULL),
+    ("Memory cgroup stats for", _STATS_FULL),
+    ("oom_reaper: reaped", _REAPED_FULL),
+    ("CPU: ", _CPU_FULL),
+)
+
+
+def shape_valid(text: str, table_numbers: int | None = None) -> bool | None:
+    """Whether *text* is a whole, well-formed line of a report shape the verdict depends on.
+
+    ``None`` when the line is of no shape known here (a call-trace line, Mem-Info, a foreign line):
+    then only the wrap mode can decide a join.  *table_numbers* is the number of numeric columns
+    of the table whose header was last seen (rows are checked against it).
+    """
+    if text[:1] == "[":
+        if _HEADER_START.match(text):
+            cols = text[text.index("]") + 1 :].split()
+            return bool(cols) and cols[-1] == "name" and all(c in _COLUMNS for c in cols)
+        if _ROW_START.match(text):
+            return _row_valid(text, table_numbers)
+        return None
+    if " invoked oom-killer: " in text:
+        return bool(_TRIGGER_FULL.fullmatch(text))
+    if "Killed process " in text:
+        return bool(_KILLED_FULL.fullmatch(text))
+    if "Kill process " in text and " score " in text:
+        return bool(_SELECT_FULL.fullmatch(text))
+    for start, pat in _FULL_BY_START:
+        if text.startswith(start):
+            return bool(pat.fullmatch(text))
+    if text.startswith("Tasks state"):
+        return text == "Tasks state (memory values in pages):"
+    return None
+
+
+def _row_valid(text: str, numbers: int | None) -> bool:
+    """A task-table row: ``[pid]``, exactly the header's count of integers, then a name."""
+    parts = text[text.index("]") + 1 :].split()
+    n = 0
+    for p in parts:
+        if p.lstrip("-").isdigit():
+            n += 1
+        else:
+            break
+    if numbers is None:
+        return n in (7, 8, 10) and len(parts) > n
+    # A name may be made of digits, but a name that starts with an integer and a space is what a
+    # wrong join inside the numbers produces; counting integers rejects it.
+    return n == numbers and len(parts) > n or (n == numbers + 1 and len(parts) == n)
+
+
+@dataclass(slots=True)
+class _Piece:
+    """One raw line's contribution to a logical line."""
+
+    text: str  # message text (first piece) or the raw continuation without quote/indent
+    lead: bool  # began with whitespace (after the paste's own indentation)
+    trail: bool  # ended with whitespace
+    raw_len: int  # length of the raw line as it is in the file (for fixed-width detection)
+
+
+@dataclass(slots=True)
+class _Pending:
+    ll: LogLine
+    pieces: list[_Piece]
+    fixes: list[str] = field(default_factory=list)
+    indent: int = 0  # the paste's indentation before the first piece's envelope
+
+
+class Repairer:
+    """Raw lines in, the kernel's lines out (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.pend: _Pending | None = None
+        self.fixed_votes = 0  # evidence of fixed-width wrapping (tokens cut anywhere)
+        self.mail_votes = 0  # evidence of wrapping at spaces
+        self.width: int | None = None  # the fixed width, once seen
+        self.enveloped = True  # most lines of the paste carry an envelope
+        self.table_numbers: int | None = None
+        self.extra: list[LogLine] = []  # further lines of an rsyslog #012 record
+        self.wrapped = False  # the paste shows wrapping at all (pieces without an envelope)
+        # A line the grammar says is unfinished, held while one foreign line passes: pasted text
+        # wrapped first and interleaved after has a foreign line between two pieces.
+        self.susp: _Pending | None = None
+
+    @property
+    def busy(self) -> bool:
+        """A line is held back until the next shows whether it continues it."""
+        return self.pend is not None or self.susp is not None
+
+    # -- wrap profile ---------------------------------------------------------------------------
+
+    def engage(self, buf: str, start: int, limit: int) -> None:
+        """Learn how the paste ahead was wrapped from up to :data:`PROFILE_LINES` raw lines.
+
+        Fixed-width wrapping gives pieces of one length, and some of its cuts fall on a space (a
+        piece ends with one, or the next begins with one); a mail client's pieces vary in length
+        and never keep the space it broke at.
+        """
+        window = buf[start : min(limit, start + PROFILE_CHARS)].split("\n", PROFILE_LINES)[:PROFILE_LINES]
+        env = [bool(_ENV_HINT.match(x)) for x in window]
+        filled = [bool(x.strip(" \t\r>")) for x in window]
+        n_lines = sum(filled)
+        if n_lines >= 4:
+            self.enveloped = sum(e and f for e, f in zip(env, filled, strict=True)) * 2 >= n_lines
+        lengths: dict[int, int] = {}
+        spaced = pieces = 0
+        for i in range(len(window) - 1):
+            if filled[i] and filled[i + 1] and not env[i + 1]:
+                raw = window[i].rstrip("\r")
+                pieces += 1
+                lengths[len(raw)] = lengths.get(len(raw), 0) + 1
+                if raw.endswith((" ", "\t")) or _lead(window[i + 1]) > _lead(raw):
+                    spaced += 1
+        self.wrapped = self.wrapped or pieces > 0
+        if pieces >= 2 and self.enveloped:
+            w, n = max(lengths.items(), key=lambda kv: (kv[1], kv[0]))
+            if n * 2 >= pieces and spaced:
+                self.width = w
+                self.fixed_votes += 2
+            elif not spaced:
+                self.mail_votes += 1
+
+    # -- streaming --------------------------------------------------------------------------------
+
+    def push(self, raw: str, lineno: int) -> list[LogLine]:
+        """Take one raw line; return the lines that are now complete (possibly none)."""
+        fixes: list[str] = []
+        line = raw
+        if line.endswith("\r"):
+            line = line.rstrip("\r")
+            fixes.append("cr")
+        raw_len = len(line)
+        if line[:1] in (">", " ", "\t"):
+            m = _QUOTE.match(line)
+            if m and ">" in m.group():
+                line = line[m.end() :]
+                fixes.append("quote")
+        if "&" in line and _ENTITY.search(line):
+            line = html.unescape(line)
+            fixes.append("html")
+        extra: list[str] = []
+        if "#01" in line:
+            line, extra = _rsyslog(line)
+            if extra or "\t" in line:
+                fixes.append("rsyslog")
+        body = line.lstrip(" \t")
+        indent = len(line) - len(body)
+        out: list[LogLine] = []
+        if not body:
+            out.extend(self.flush())
+            ll = LogLine("", lineno)
+            out.append(ll)
+            return out
+        ll = normalize(line, lineno)
+        if ll is None:  # a kmsg dictionary line
+            return self.flush()
+        if self.pend is not None and self._continues(ll, body):
+            target = self.pend
+            if self.susp is not None and self._to_suspended():
+                target = self.susp
+            self._append(target, line, indent, raw_len, fixes)
+            return out
+        if (
+            self.wrapped
+            and self.susp is None
+            and self.pend is not None
+            and ll.env
+            and shape_valid(self._text(self.pend), self.table_numbers) is False
+        ):
+            self.susp, self.pend = self.pend, None
+        else:
+            out.extend(self.flush())
+        if indent and ll.env:
+            fixes.append("indent")
+        first = _Piece(ll.text, False, line.endswith((" ", "\t")), raw_len)
+        self.pend = _Pending(ll, [first], fixes, indent)
+        for e in extra:
+            self.extra.append(LogLine(e.rstrip(), lineno, ll.ts, ll.caller, ll.seq, ll.host, True))
+        if self.extra:
+            out.extend(self.flush())
+        return out
+
+    def flush(self) -> list[LogLine]:
+        """Emit the held lines (at the end of input, or when the next line starts a new one)."""
+        out: list[LogLine] = []
+        if self.susp is not None:
+            s, self.susp = self.susp, None
+            out.extend(self._emit(s))
+        if self.pend is not None:
+            p, self.pend = self.pend, None
+            out.extend(self._emit(p))
+        return out
+
+    def _emit(self, p: _Pending) -> list[LogLine]:
+        ll = p.ll
+        if len(p.pieces) > 1:
+            ll.text = self._join(p)
+        if p.fixes:
+            ll.fixes = tuple(p.fixes)
+        if _HEADER_START.match(ll.text):
+            cols = ll.text[ll.text.index("]") + 1 :].split()
+            self.table_numbers = sum(1 for c in cols if c != "name")
+        out = [ll]
+        if self.extra:
+            out.extend(self.extra)
+            self.extra = []
+        return out
+
+    # -- joining ----------------------------------------------------------------------------------
+
+    def _continues(self, ll: LogLine, body: str) -> bool:
+        """Is this envelope-less line a piece of the held line?  (see the module docstring)"""
+        if ll.env:
+            return False
+        first = self.pend.pieces[0].text if self.pend else ""
+        if not self.enveloped:
+            # No envelopes to tell pieces apart: only a line the grammar says is unfinished joins.
+            return (
+                shape_valid(first, self.table_numbers) is False
+                and not _RECORD_CONT.match(body)
+                and shape_valid(ll.text, self.table_numbers) is None
+            )
+        if _RECORD_CONT.match(body) and len(self.pend.pieces) == 1:  # type: ignore[union-attr]
+            v = shape_valid(first, self.table_numbers)
+            if v is not False:
+                return False
+        if not _ALNUM.search(body) and len(self.pend.pieces) == 1:  # type: ignore[union-attr]
+            # "  :" / "..." - a poster's elision mark after a whole line, not a piece of it
+            return shape_valid(first, self.table_numbers) is False
+        return True
+
+    def _to_suspended(self) -> bool:
+        """Does the next piece belong to the held unfinished line rather than to the foreign line
+        that came between?  Yes while that line is unfinished, unless the foreign line was itself
+        cut (it already has a piece, or it is exactly as long as the fixed wrapping width)."""
+        susp, pend = self.susp, self.pend
+        assert susp is not None and pend is not None
+        if len(pend.pieces) > 1 or (self.width is not None and pend.pieces[0].raw_len == self.width):
+            return False
+        return shape_valid(self._text(susp), self.table_numbers) is False
+
+    def _text(self, p: _Pending) -> str:
+        """The held line as it would be emitted now (no vote, no note)."""
+        return p.pieces[0].text if len(p.pieces) == 1 else self._join(p, record=False)
+
+    def _append(self, p: _Pending, line: str, indent: int, raw_len: int, fixes: list[str]) -> None:
+        cut = min(indent, p.indent)
+        text = line[cut:]
+        lead = text[:1] in (" ", "\t")
+        p.pieces.append(_Piece(text.strip(" \t"), lead, line.endswith((" ", "\t")), raw_len))
+        p.fixes.append("rejoined")
+        self.wrapped = True
+        for f in fixes:
+            if f not in p.fixes:
+                p.fixes.append(f)
+
+    def _join(self, p: _Pending, record: bool = True) -> str:
+        """Glue the pieces; each word|word cut gets "" or " " as grammar and wrap mode say."""
+        pieces = p.pieces
+        fixed = self.fixed_votes > self.mail_votes
+        seps: list[str | None] = []
+        for a, b in zip(pieces, pieces[1:], strict=False):
+            if a.trail or b.lead:
+                seps.append(" ")  # the cut fell on whitespace: one space (tables split anyway)
+            else:
+                seps.append(None)
+        open_idx = [i for i, s in enumerate(seps) if s is None]
+        if not open_idx:
+            return _glue(pieces, seps)
+        preferred = [("" if (fixed and pieces[i].raw_len >= (self.width or 0)) else " ") for i in open_idx]
+        if len(open_idx) > MAX_ENUM:
+            return _glue(pieces, _fill(seps, open_idx, preferred))
+        valid: list[tuple[str, ...]] = []
+        shape_known = True
+        for combo in itertools.product(("", " "), repeat=len(open_idx)):
+            text = _glue(pieces, _fill(seps, open_idx, combo))
+            v = shape_valid(text, self.table_numbers)
+            if v is None:
+                shape_known = False
+                break
+            if v:
+                valid.append(combo)
+        decided_by_mode = self.fixed_votes != self.mail_votes
+        if not shape_known or not valid:
+            choice = tuple(preferred)
+            if not decided_by_mode and shape_known:
+                self._ambiguous(p, record)
+        elif len(valid) == 1:
+            choice = valid[0]
+            if record:
+                self._vote(choice)
+        elif tuple(preferred) in valid and decided_by_mode:
+            choice = tuple(preferred)
+        else:
+            choice = tuple(preferred) if tuple(preferred) in valid else valid[-1]
+            self._ambiguous(p, record)
+        return _glue(pieces, _fill(seps, open_idx, choice))
+
+    def _ambiguous(self, p: _Pending, record: bool) -> None:
+        if record:
+            p.fixes.append("ambiguous: " + " | ".join(x.text for x in p.pieces)[:160])
+
+    def _vote(self, combo: tuple[str, ...]) -> None:
+        """A join only one separator makes grammatical says how the paste was wrapped."""
+        if "" in combo:
+            self.fixed_votes += 1
+        else:
+            self.mail_votes += 1
+
+
+def _lead(raw: str) -> int:
+    """Leading whitespace after any quote marker (the paste's indentation, or a cut at a space)."""
+    if raw[:1] in (">", " ", "\t"):
+        m = _QUOTE.match(raw)
+        if m and ">" in m.group():
+            raw = raw[m.end() :]
+    return len(raw) - len(raw.lstrip(" \t"))
+
+
+def _fill(seps: list[str | None], idx: list[int], combo: tuple[str, ...] | list[str]) -> list[str]:
+    out = [s if s is not None else "" for s in seps]
+    for i, c in zip(idx, combo, strict=True):
+        out[i] = c
+    return out
+
+
+def _glue(pieces: list[_Piece], seps: list[str | None] | list[str]) -> str:
+    parts = [pieces[0].text]
+    for sep, piece in zip(seps, pieces[1:], strict=True):
+        parts.append(sep or "")
+        parts.append(piece.text)
+    return "".join(parts)
+
+
+def _rsyslog(line: str) -> tuple[str, list[str]]:
+    """rsyslog's control-character escapes: ``#012`` a newline (a multi-line record), ``#011`` a tab."""
+    line = line.replace("#011", "\t")
+    if "#012" not in line:
+        return line, []
+    first, *rest = line.split("#012")
+    return first, [r for r in rest if r.strip()]
