@@ -60,7 +60,9 @@ def dmesg_lines(path: Path) -> list[str]:
         if ll is None:
             continue
         last = ll.ts if ll.ts is not None else last
-        out.append(f"[{last:12.6f}] {ll.text}")
+        first, *more = ll.text.split("\\x0a")  # dmesg prints a record's escaped newlines as lines
+        out.append(f"[{last:12.6f}] {first}")
+        out.extend(more)
     return out
 
 

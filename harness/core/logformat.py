@@ -48,7 +48,7 @@ _KMSG = re.compile(r"^(\d+),(\d+),(\d+),[^;,]*(?:,caller=([TC]\d+))?[^;]*;")
 _SYSLOG = re.compile(
     r"^(?:[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d(?:\.\d+)?"  # Nov 25 14:10:55[.123456] (short-precise)
     r"|\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)?)"  # ISO 8601
-    r" (?P<host>\S+) kernel(?:\[\d+\])?: "
+    r" (?P<host>\S+) kernel(?:\[\d+\])?:(?: |$)"  # (a prefix alone: its message wrapped onto the next line)
 )
 # dmesg -x / --decode: "kern  :warn  : ", "user  :err   : ", "local7:debug : " (util-linux sys-utils/dmesg.c)
 _DECODED = re.compile(
@@ -56,7 +56,7 @@ _DECODED = re.compile(
     r"(?:emerg|alert|crit|err|warn|notice|info|debug) *: ?"
 )
 # journalctl -o short-monotonic: "[  123.456789] host kernel: message" (the host after the stamp)
-_HOST_KERNEL = re.compile(r"^(?P<host>[\w.-]+) kernel(?:\[\d+\])?: ")
+_HOST_KERNEL = re.compile(r"^(?P<host>[\w.-]+) kernel(?:\[\d+\])?:(?: |$)")
 _ISO_DMESG = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:[.,]\d+)?(?:Z|[+-]\d\d:?\d\d)? ")
 # ctime in any locale: "[Wed Nov 25 14:10:55 2026]", "[dim. 19 avril 18:03:30 2026]", "[月  1月 26 ...]"
 _CTIME = re.compile(r"^\[[^\]]{0,40}?\d\d:\d\d:\d\d \d{4}\] ?")

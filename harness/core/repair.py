@@ -51,6 +51,8 @@ ENGAGE = (
 # How many raw lines ahead are looked at to learn how the paste was wrapped.
 PROFILE_LINES = 400
 PROFILE_CHARS = 1 << 16
+# How many interleaved lines an unfinished line waits across for its next piece.
+MAX_SUSPEND = 3
 # More undecided word|word boundaries than this in one line: no enumeration, the wrap mode decides.
 MAX_ENUM = 6
 
@@ -141,9 +143,9 @@ def shape_valid(text: str, table_numbers: int | None = None) -> bool | None:
         if _ROW_START.match(text):
             return _row_valid(text, table_numbers)
         return None
-    if " invoked oom-killer: " in text:
+    if " invoked oom-killer" in text:
         return bool(_TRIGGER_FULL.fullmatch(text))
-    if "Killed process " in text:
+    if "Killed process" in text:
         return bool(_KILLED_FULL.fullmatch(text))
     if "Kill process " in text and " score " in text:
         return bool(_SELECT_FULL.fullmatch(text))
@@ -168,7 +170,9 @@ def _row_valid(text: str, numbers: int | None) -> bool:
         return n in (7, 8, 10) and len(parts) > n
     # A name may be made of digits, but a name that starts with an integer and a space is what a
     # wrong join inside the numbers produces; counting integers rejects it.
-    return n == numbers and len(parts) > n or (n == numbers + 1 and len(parts) == n)
+    if n == numbers and len(parts) > n:
+        return parts[n] != "-"  # a bare sign is the cut "-1000" of oom_score_adj, not a name
+    return n == numbers + 1 and len(parts) == n
 
 
 @dataclass(slots=True)
@@ -201,9 +205,11 @@ class Repairer:
         self.table_numbers: int | None = None
         self.extra: list[LogLine] = []  # further lines of an rsyslog #012 record
         self.wrapped = False  # the paste shows wrapping at all (pieces without an envelope)
+        self.strip_indent = True  # continuation pieces carry the paste's indentation too
         # A line the grammar says is unfinished, held while one foreign line passes: pasted text
         # wrapped first and interleaved after has a foreign line between two pieces.
         self.susp: _Pending | None = None
+        self.susp_for = 0  # foreign lines let pass since the held line was suspended
 
     @property
     def busy(self) -> bool:
@@ -219,21 +225,32 @@ class Repairer:
         piece ends with one, or the next begins with one); a mail client's pieces vary in length
         and never keep the space it broke at.
         """
-        window = buf[start : min(limit, start + PROFILE_CHARS)].split("\n", PROFILE_LINES)[:PROFILE_LINES]
+        text = buf[start : min(limit, start + PROFILE_CHARS)]
+        if "&" in text:
+            text = html.unescape(text)
+        window = text.split("\n", PROFILE_LINES)[:PROFILE_LINES]
         env = [bool(_ENV_HINT.match(x)) for x in window]
         filled = [bool(x.strip(" \t\r>")) for x in window]
         n_lines = sum(filled)
         if n_lines >= 4:
-            self.enveloped = sum(e and f for e, f in zip(env, filled, strict=True)) * 2 >= n_lines
+            # narrow wrapping can cut most lines in three: a few envelopes are enough evidence
+            self.enveloped = sum(e and f for e, f in zip(env, filled, strict=True)) * 6 >= n_lines
         lengths: dict[int, int] = {}
-        spaced = pieces = 0
+        spaced = pieces = indented = kept = 0
         for i in range(len(window) - 1):
             if filled[i] and filled[i + 1] and not env[i + 1]:
                 raw = window[i].rstrip("\r")
                 pieces += 1
                 lengths[len(raw)] = lengths.get(len(raw), 0) + 1
-                if raw.endswith((" ", "\t")) or _lead(window[i + 1]) > _lead(raw):
+                lead, nxt = _lead(raw), _lead(window[i + 1])
+                if env[i] and lead:
+                    indented += 1
+                    kept += nxt >= lead
+                if raw.endswith((" ", "\t")) or nxt > lead:
                     spaced += 1
+        if indented:
+            # Indentation added after wrapping is on every piece; added before, only on the first.
+            self.strip_indent = kept == indented
         self.wrapped = self.wrapped or pieces > 0
         if pieces >= 2 and self.enveloped:
             w, n = max(lengths.items(), key=lambda kv: (kv[1], kv[0]))
@@ -253,19 +270,24 @@ class Repairer:
             line = line.rstrip("\r")
             fixes.append("cr")
         raw_len = len(line)
+        if "&" in line and _ENTITY.search(line):  # first: a web archive escapes the quote too
+            line = html.unescape(line)
+            fixes.append("html")
         if line[:1] in (">", " ", "\t"):
             m = _QUOTE.match(line)
             if m and ">" in m.group():
                 line = line[m.end() :]
                 fixes.append("quote")
-        if "&" in line and _ENTITY.search(line):
-            line = html.unescape(line)
-            fixes.append("html")
         extra: list[str] = []
         if "#01" in line:
             line, extra = _rsyslog(line)
             if extra or "\t" in line:
                 fixes.append("rsyslog")
+        if "\\x0a" in line:
+            # /dev/kmsg escapes a record's embedded newlines (Documentation/ABI/testing/dev-kmsg):
+            # 5.x printed memory.stat as one record.  The kernel's own format, not a repair.
+            line, *more = line.split("\\x0a")
+            extra.extend(x for x in more if x.strip())
         body = line.lstrip(" \t")
         indent = len(line) - len(body)
         out: list[LogLine] = []
@@ -283,14 +305,15 @@ class Repairer:
                 target = self.susp
             self._append(target, line, indent, raw_len, fixes)
             return out
-        if (
-            self.wrapped
-            and self.susp is None
-            and self.pend is not None
-            and ll.env
-            and shape_valid(self._text(self.pend), self.table_numbers) is False
-        ):
-            self.susp, self.pend = self.pend, None
+        foreign = ll.env and self.wrapped and _may_be_foreign(ll.text, self.table_numbers)
+        if foreign and self.susp is not None and self.susp_for < MAX_SUSPEND and self._unfinished(self.susp):
+            # another foreign line before the held line's next piece: let it pass too
+            if self.pend is not None:
+                out.extend(self._emit(self.pend))
+                self.pend = None
+            self.susp_for += 1
+        elif foreign and self.susp is None and self.pend is not None and self._unfinished(self.pend):
+            self.susp, self.pend, self.susp_for = self.pend, None, 1
         else:
             out.extend(self.flush())
         if indent and ll.env:
@@ -336,6 +359,8 @@ class Repairer:
         if ll.env:
             return False
         first = self.pend.pieces[0].text if self.pend else ""
+        if not first:
+            return True  # the held line is an envelope whose message was wrapped onto this one
         if not self.enveloped:
             # No envelopes to tell pieces apart: only a line the grammar says is unfinished joins.
             return (
@@ -352,22 +377,32 @@ class Repairer:
             return shape_valid(first, self.table_numbers) is False
         return True
 
+    def _unfinished(self, p: _Pending) -> bool:
+        """The grammar says the line is not whole yet, or its last piece was cut at the width."""
+        if self.width is not None and p.pieces[-1].raw_len == self.width and self.fixed_votes > self.mail_votes:
+            return True
+        return shape_valid(self._text(p), self.table_numbers) is False
+
     def _to_suspended(self) -> bool:
         """Does the next piece belong to the held unfinished line rather than to the foreign line
         that came between?  Yes while that line is unfinished, unless the foreign line was itself
         cut (it already has a piece, or it is exactly as long as the fixed wrapping width)."""
         susp, pend = self.susp, self.pend
         assert susp is not None and pend is not None
-        if len(pend.pieces) > 1 or (self.width is not None and pend.pieces[0].raw_len == self.width):
+        if len(pend.pieces) > 1:
             return False
-        return shape_valid(self._text(susp), self.table_numbers) is False
+        if shape_valid(self._text(susp), self.table_numbers) is False:
+            return True  # the report line's grammar wants more; a foreign line's is unknown
+        if self.width is None or pend.pieces[0].raw_len == self.width:
+            return False
+        return susp.pieces[-1].raw_len == self.width  # cut at the fixed width: it goes on
 
     def _text(self, p: _Pending) -> str:
         """The held line as it would be emitted now (no vote, no note)."""
         return p.pieces[0].text if len(p.pieces) == 1 else self._join(p, record=False)
 
     def _append(self, p: _Pending, line: str, indent: int, raw_len: int, fixes: list[str]) -> None:
-        cut = min(indent, p.indent)
+        cut = min(indent, p.indent) if self.strip_indent else 0
         text = line[cut:]
         lead = text[:1] in (" ", "\t")
         p.pieces.append(_Piece(text.strip(" \t"), lead, line.endswith((" ", "\t")), raw_len))
@@ -383,7 +418,9 @@ class Repairer:
         fixed = self.fixed_votes > self.mail_votes
         seps: list[str | None] = []
         for a, b in zip(pieces, pieces[1:], strict=False):
-            if a.trail or b.lead:
+            if not a.text:
+                seps.append("")  # an envelope alone: its message is the next piece
+            elif a.trail or b.lead:
                 seps.append(" ")  # the cut fell on whitespace: one space (tables split anyway)
             else:
                 seps.append(None)
@@ -429,6 +466,16 @@ class Repairer:
             self.fixed_votes += 1
         else:
             self.mail_votes += 1
+
+
+def _may_be_foreign(text: str, table_numbers: int | None) -> bool:
+    """Could this enveloped line be one interleaved between two pieces of a report line?  Not if
+    it is itself a report line: then the report has moved on and the line before is complete."""
+    if text.startswith(("Kernel panic", "Mem-Info", "Tasks state", "Memory cgroup", "oom-kill:", "oom_reaper:")):
+        return False
+    if text[:1] == "[" and (_ROW_START.match(text) or _HEADER_START.match(text)):
+        return False
+    return shape_valid(text, table_numbers) is None
 
 
 def _lead(raw: str) -> int:
