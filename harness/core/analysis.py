@@ -110,6 +110,13 @@ class Analysis:
             "panic": ev.panic,
             "table_layout": ev.table_layout,
             "format": sorted(ev.features),
+            "repairs": {
+                "lines_rejoined": ev.repairs.lines_rejoined,
+                "foreign_lines_skipped": ev.repairs.foreign_lines_skipped,
+                "prefixes_stripped": dict(sorted(ev.repairs.prefixes_stripped.items())),
+                "ambiguous_joins": list(ev.repairs.ambiguous_joins),
+                "unrecognised": list(ev.repairs.unrecognised),
+            },
         }
 
 

@@ -67,7 +67,26 @@ def analysis_text(d: dict[str, Any], source: str = "", max_rows: int = 15) -> st
     lines.append(f"  reason: {d['reason']}")
     for n in d.get("notes") or []:
         lines.append(f"  note: {n}")
+    lines.extend(_repairs_text(d.get("repairs") or {}))
     return "\n".join(lines)
+
+
+def _repairs_text(r: dict[str, Any]) -> list[str]:
+    """What the repair stage undid to read this report (nothing for a log as the kernel wrote it)."""
+    parts = []
+    if r.get("lines_rejoined"):
+        parts.append(f"{r['lines_rejoined']} wrapped line piece(s) rejoined")
+    if r.get("foreign_lines_skipped"):
+        parts.append(f"{r['foreign_lines_skipped']} foreign line(s) inside the report skipped")
+    stripped = r.get("prefixes_stripped") or {}
+    if stripped:
+        parts.append("prefixes stripped (" + ", ".join(f"{k} {v}" for k, v in stripped.items()) + ")")
+    out = [f"  repaired: {'; '.join(parts)}"] if parts else []
+    for a in r.get("ambiguous_joins") or []:
+        out.append(f"  ambiguous join (taken the likelier way): {a}")
+    for u in r.get("unrecognised") or []:
+        out.append(f"  not recognised: {u}")
+    return out
 
 
 def candidate_table(cands: list[dict[str, Any]], tail: list[tuple[str, str]]) -> str:
