@@ -293,12 +293,12 @@ class Repairer:
         out: list[LogLine] = []
         if not body:
             out.extend(self.flush())
-            ll = LogLine("", lineno)
-            out.append(ll)
+            out.append(LogLine("", lineno))
             return out
-        ll = normalize(line, lineno)
-        if ll is None:  # a kmsg dictionary line
+        got = normalize(line, lineno)
+        if got is None:  # a kmsg dictionary line
             return self.flush()
+        ll = got
         if self.pend is not None and self._continues(ll, body):
             target = self.pend
             if self.susp is not None and self._to_suspended():
@@ -356,9 +356,10 @@ class Repairer:
 
     def _continues(self, ll: LogLine, body: str) -> bool:
         """Is this envelope-less line a piece of the held line?  (see the module docstring)"""
-        if ll.env:
+        p = self.pend
+        if ll.env or p is None:
             return False
-        first = self.pend.pieces[0].text if self.pend else ""
+        first = p.pieces[0].text
         if not first:
             return True  # the held line is an envelope whose message was wrapped onto this one
         if not self.enveloped:
@@ -368,11 +369,11 @@ class Repairer:
                 and not _RECORD_CONT.match(body)
                 and shape_valid(ll.text, self.table_numbers) is None
             )
-        if _RECORD_CONT.match(body) and len(self.pend.pieces) == 1:  # type: ignore[union-attr]
+        if _RECORD_CONT.match(body) and len(p.pieces) == 1:
             v = shape_valid(first, self.table_numbers)
             if v is not False:
                 return False
-        if not _ALNUM.search(body) and len(self.pend.pieces) == 1:  # type: ignore[union-attr]
+        if not _ALNUM.search(body) and len(p.pieces) == 1:
             # "  :" / "..." - a poster's elision mark after a whole line, not a piece of it
             return shape_valid(first, self.table_numbers) is False
         return True
