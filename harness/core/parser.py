@@ -42,6 +42,8 @@ from .repair import ENGAGE, Repairer
 __all__ = ["parse_text", "parse_file", "parse_stream", "parse_lines", "LiveParser", "LogReadError", "ParserBug"]
 
 CHUNK = 1 << 20
+# Lines re-read before the line where the scan stopped, for the repair stage.
+BACK_UP = 3
 # No kernel line comes near this (printk's limit is 1024 bytes); a longer line is cut here.
 MAX_LINE = 1 << 16
 # How many unrelated lines may follow a kill before its report is considered over (further
@@ -148,8 +150,10 @@ _OOM_WORDS = re.compile(r"(?i)\b(?:oom|kill(?:ed|ing)?|victim|out of memory)\b")
 
 # Lines that can start (or belong to) a report; the idle scanner jumps from one to the next.
 _INTERESTING = re.compile(
-    r"oom(?:-kill(?:er|:)|_reaper:)|Kill(?:ed)? process|Linux version|\[\s*pid\s*\]|panic_on_oom|no killable processes"
-    r"|memory: usage \d|Task in \S+ killed|Memory cgroup stats for "
+    r"oom(?:-kill|_reaper:)|Kill(?:ed)? process|Linux version|\[\s*pid\s*\]|panic_on_oom|no killable processes"
+    # the memcg block's first lines (see _MID_START), from a rare letter on: a first character
+    # common in ordinary text would slow the whole scan (re skips on the set of first characters)
+    r"|y: usage \d+kB|Task in \S+ killed|y cgroup stats for "
     r"|\[ *\d+\] +-?\d+ +\d+ +\d+ +\d+ "  # a task-table row: the ring buffer wrapped mid-table
 )
 # With the repair stage: also the pieces of a report line cut by wrapping.
@@ -1067,6 +1071,13 @@ def _feed_buffer(
 ) -> int:
     pos = 0
     while pos < limit:
+        if r is not None and r.busy and not p.busy:
+            # The parser is idle: hold the repair stage's line only if the next one continues it.
+            nxt = buf.find("\n", pos, limit)
+            released = r.settle(buf[pos : nxt if nxt >= 0 else limit])
+            if released is not None:
+                for ll in released:
+                    p.feed(ll)
         if not p.busy and (r is None or not r.busy):
             m = search(buf, pos, limit)
             if m is None:
@@ -1074,9 +1085,12 @@ def _feed_buffer(
                 return lineno
             start = buf.rfind("\n", pos, m.start()) + 1 or pos
             if r is not None:
-                # the line before may hold the first piece of a line cut by wrapping
-                back = buf.rfind("\n", pos, max(pos, start - 1)) + 1 or pos
-                start = back if start > pos else start
+                # the lines before may hold the first piece of a line cut by wrapping (and an
+                # interleaved line or two after it)
+                for _ in range(BACK_UP):
+                    if start <= pos:
+                        break
+                    start = buf.rfind("\n", pos, start - 1) + 1 or pos
                 r.engage(buf, start, limit)
             lineno += buf.count("\n", pos, start)
             pos = start
@@ -1087,9 +1101,9 @@ def _feed_buffer(
         raw = buf[pos:nl]
         pos = nl + 1
         if r is None:
-            ll = normalize(raw, lineno)
-            if ll is not None:
-                p.feed(ll)
+            bare = normalize(raw, lineno)
+            if bare is not None:
+                p.feed(bare)
             continue
         try:
             lines = r.push(raw, lineno)

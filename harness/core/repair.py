@@ -41,12 +41,11 @@ from .logformat import LogLine, normalize
 
 __all__ = ["Repairer", "shape_valid", "ENGAGE"]
 
-# Lines that may belong to a report, or be a piece of one cut by wrapping: the parser's idle scan
-# engages the repair stage at the first of them (the pieces of a cut header each hold one of these).
-ENGAGE = (
-    r"|invoked oom|oom-kill|oom_score_adj|gfp_mask=|total-vm:|anon-rss:|Tasks state|constraint=CONSTRAINT"
-    r"|Out of memory|out of memory"
-)
+# Added to the parser's idle scan (which already finds "oom-kill", a prefix that survives a cut
+# after it): a fixed-width cut inside "invoked oo|m-kill" leaves "gfp_mask=" whole on the same
+# piece or the next (cuts are >= 40 columns apart), so the scan still stops at a cut header.
+# Each alternative costs scan speed (its first character widens re's skip set): measured, kept few.
+ENGAGE = r"|gfp_mask="
 
 # How many raw lines ahead are looked at to learn how the paste was wrapped.
 PROFILE_LINES = 400
@@ -129,6 +128,33 @@ _FULL_BY_START: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 
 
+# The fixed beginnings of report lines (mm/oom_kill.c, mm/memcontrol.c): a held line that is only
+# a beginning of one of these ("Memory cgroup out of", "Tasks in") is unfinished, whatever follows.
+_HEADS = (
+    "Memory cgroup out of memory: Killed process ",
+    "Memory cgroup out of memory: Kill process ",
+    "Out of memory (oom_kill_allocating_task): Killed process ",
+    "Out of memory: Killed process ",
+    "Out of memory: Kill process ",
+    "Tasks in ",
+    "Task in ",
+    "Tasks state (memory values in pages):",
+    "Memory cgroup stats for ",
+    "memory: usage ",
+    "memory+swap: usage ",
+    "oom-kill:constraint=",
+    "oom_reaper: reaped process ",
+)
+
+
+def _head_only(text: str) -> bool:
+    """*text* is a proper beginning of a report line's fixed head (a line cut right after it)."""
+    if len(text) >= 58 or not text:
+        return False
+    t = text + " "
+    return any(h.startswith(text) and h != text for h in _HEADS) or any(h.startswith(t) for h in _HEADS)
+
+
 def shape_valid(text: str, table_numbers: int | None = None) -> bool | None:
     """Whether *text* is a whole, well-formed line of a report shape the verdict depends on.
 
@@ -143,8 +169,13 @@ def shape_valid(text: str, table_numbers: int | None = None) -> bool | None:
         if _ROW_START.match(text):
             return _row_valid(text, table_numbers)
         return None
-    if " invoked oom-killer" in text:
-        return bool(_TRIGGER_FULL.fullmatch(text))
+    i = text.find(" invoked")
+    if i >= 0:
+        rest = text[i + 8 :]
+        if rest.startswith(" oom-killer:"):
+            return bool(_TRIGGER_FULL.fullmatch(text))
+        if " oom-killer:".startswith(rest):
+            return False  # cut inside "invoked oom-killer:"
     if "Killed process" in text:
         return bool(_KILLED_FULL.fullmatch(text))
     if "Kill process " in text and " score " in text:
@@ -154,6 +185,8 @@ def shape_valid(text: str, table_numbers: int | None = None) -> bool | None:
             return bool(pat.fullmatch(text))
     if text.startswith("Tasks state"):
         return text == "Tasks state (memory values in pages):"
+    if _head_only(text):
+        return False
     return None
 
 
@@ -326,6 +359,25 @@ class Repairer:
             out.extend(self.flush())
         return out
 
+    def settle(self, next_raw: str) -> list[LogLine] | None:
+        """Release the held lines if *next_raw* cannot continue them (it has an envelope, it is
+        blank, or - in a log without envelopes - the grammar says the held line is whole).
+
+        Lets the parser's scan go back to C speed right after a line that started nothing;
+        ``None`` means the next line must go through :meth:`push`.
+        """
+        p = self.pend
+        if p is None:
+            return [] if self.susp is None else self.flush()
+        if not next_raw.strip(" \t\r>"):
+            return self.flush()
+        if _ENV_HINT.match(next_raw):
+            # an unfinished line may get its next piece after an interleaved line: push decides
+            return None if self.wrapped and self._unfinished(p) else self.flush()
+        if not self.enveloped and shape_valid(self._text(p), self.table_numbers) is not False:
+            return self.flush()
+        return None
+
     def flush(self) -> list[LogLine]:
         """Emit the held lines (at the end of input, or when the next line starts a new one)."""
         out: list[LogLine] = []
@@ -362,6 +414,8 @@ class Repairer:
         first = p.pieces[0].text
         if not first:
             return True  # the held line is an envelope whose message was wrapped onto this one
+        if self.susp is not None and self._unfinished(self.susp):
+            return True  # the next piece of the line an interleaved line interrupted
         if not self.enveloped:
             # No envelopes to tell pieces apart: only a line the grammar says is unfinished joins.
             return (
