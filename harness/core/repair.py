@@ -41,11 +41,11 @@ from .logformat import LogLine, normalize
 
 __all__ = ["Repairer", "shape_valid", "ENGAGE"]
 
-# Added to the parser's idle scan (which already finds "oom-kill", a prefix that survives a cut
-# after it): a fixed-width cut inside "invoked oo|m-kill" leaves "gfp_mask=" whole on the same
+# Added to the parser's idle scan (which already finds "-kill", a part that survives a cut
+# after it): a fixed-width cut inside "invoked oom-k|ill" leaves "gfp_mask=" whole on the same
 # piece or the next (cuts are >= 40 columns apart), so the scan still stops at a cut header.
 # Each alternative costs scan speed (its first character widens re's skip set): measured, kept few.
-ENGAGE = r"|gfp_mask="
+ENGAGE = r"|_mask=\d"  # of gfp_mask=, from its rare '_' (see parser._INTERESTING)
 
 # How many raw lines ahead are looked at to learn how the paste was wrapped.
 PROFILE_LINES = 400
