@@ -167,7 +167,7 @@ _AFTERMATH = re.compile(
 # While every open report is past its kill line, only these lines matter: the scan jumps to them.
 # (A superset of _AFTERMATH's lines, each alternative from a rare first character: see _INTERESTING.)
 _AFTERMATH_SCAN = re.compile(
-    r"Kill(?:ed)? process|_reaper:|-killer|ks in \S+ are going|M victim|Kernel panic|_on_oom|System is deadlocked"
+    r"Kill(?:ed)? process|_reaper:|-killer|ks in /|M victim|Kernel panic|_on_oom|System is deadlocked"
     r"|killable|" + _INTERESTING.pattern
 )
 _AFTERMATH_ENGAGE = re.compile(_AFTERMATH_SCAN.pattern + ENGAGE)
@@ -1093,6 +1093,16 @@ def parse_stream(chunks: Iterable[str], *, keep_lines: bool = True, repair: bool
     yield from p.out
 
 
+def _back_up(buf: str, pos: int, start: int) -> int:
+    """Start :data:`BACK_UP` lines earlier (not before *pos*): the lines before a line the scan
+    found may hold the first piece of a line cut by wrapping, and an interleaved line after it."""
+    for _ in range(BACK_UP):
+        if start <= pos:
+            break
+        start = buf.rfind("\n", pos, start - 1) + 1 or pos
+    return start
+
+
 _Search = Callable[[str, int, int], "re.Match[str] | None"]
 
 
@@ -1109,13 +1119,16 @@ def _feed_buffer(
             if released is not None:
                 for ll in released:
                     p.feed(ll)
-        if (r is None or not r.busy) and p.in_aftermath:
+        if (r is None or not (r.busy or r.wrapped)) and p.in_aftermath:
             # after the kill: jump to the next line that may still matter, counting the rest; the
-            # search stops about where the aftermath runs out (the idle scan is faster after it)
+            # search stops about where the aftermath runs out (the idle scan is faster after it).
+            # Not in a wrapped paste: a cut line may show none of the words searched for.
             stop = min(limit, pos + max(1, p.aftermath_left()) * 128)
             stop = buf.rfind("\n", pos, stop) + 1 or limit
             m = after(buf, pos, stop)
             end = stop if m is None else buf.rfind("\n", pos, m.start()) + 1 or pos
+            if m is not None and r is not None:
+                end = _back_up(buf, pos, end)
             if end > pos:
                 n = buf.count("\n", pos, end)
                 p.skip_noise(n)
@@ -1132,12 +1145,7 @@ def _feed_buffer(
                 return lineno
             start = buf.rfind("\n", pos, m.start()) + 1 or pos
             if r is not None:
-                # the lines before may hold the first piece of a line cut by wrapping (and an
-                # interleaved line or two after it)
-                for _ in range(BACK_UP):
-                    if start <= pos:
-                        break
-                    start = buf.rfind("\n", pos, start - 1) + 1 or pos
+                start = _back_up(buf, pos, start)
                 r.engage(buf, start, limit)
             lineno += buf.count("\n", pos, start)
             pos = start
