@@ -243,6 +243,7 @@ class Repairer:
         # wrapped first and interleaved after has a foreign line between two pieces.
         self.susp: _Pending | None = None
         self.susp_for = 0  # foreign lines let pass since the held line was suspended
+        self.window = ""  # text ahead of the last engagement, profiled when first needed
 
     @property
     def busy(self) -> bool:
@@ -252,13 +253,20 @@ class Repairer:
     # -- wrap profile ---------------------------------------------------------------------------
 
     def engage(self, buf: str, start: int, limit: int) -> None:
+        """The parser's scan stopped at *start*: keep the text ahead, to learn how it was wrapped
+        should a line without an envelope turn up (a log as the kernel wrote it never needs it)."""
+        self.window = buf[start : min(limit, start + PROFILE_CHARS)]
+
+    def _profile(self) -> None:
         """Learn how the paste ahead was wrapped from up to :data:`PROFILE_LINES` raw lines.
 
         Fixed-width wrapping gives pieces of one length, and some of its cuts fall on a space (a
         piece ends with one, or the next begins with one); a mail client's pieces vary in length
         and never keep the space it broke at.
         """
-        text = buf[start : min(limit, start + PROFILE_CHARS)]
+        text, self.window = self.window, ""
+        if not text:
+            return
         if "&" in text:
             text = html.unescape(text)
         window = text.split("\n", PROFILE_LINES)[:PROFILE_LINES]
@@ -332,6 +340,8 @@ class Repairer:
         if got is None:  # a kmsg dictionary line
             return self.flush()
         ll = got
+        if not ll.env and self.window:
+            self._profile()
         if self.pend is not None and self._continues(ll, body):
             target = self.pend
             if self.susp is not None and self._to_suspended():
@@ -339,7 +349,12 @@ class Repairer:
             self._append(target, line, indent, raw_len, fixes)
             return out
         foreign = ll.env and self.wrapped and _may_be_foreign(ll.text, self.table_numbers)
-        if foreign and self.susp is not None and self.susp_for < MAX_SUSPEND and self._unfinished(self.susp):
+        if (
+            foreign
+            and self.susp is not None
+            and self.susp_for < MAX_SUSPEND
+            and self._unfinished(self.susp, by_width=False)
+        ):
             # another foreign line before the held line's next piece: let it pass too
             if self.pend is not None:
                 out.extend(self._emit(self.pend))
@@ -374,6 +389,8 @@ class Repairer:
         if _ENV_HINT.match(next_raw):
             # an unfinished line may get its next piece after an interleaved line: push decides
             return None if self.wrapped and self._unfinished(p) else self.flush()
+        if self.window:
+            self._profile()
         if not self.enveloped and shape_valid(self._text(p), self.table_numbers) is not False:
             return self.flush()
         return None
@@ -432,9 +449,15 @@ class Repairer:
             return shape_valid(first, self.table_numbers) is False
         return True
 
-    def _unfinished(self, p: _Pending) -> bool:
-        """The grammar says the line is not whole yet, or its last piece was cut at the width."""
-        if self.width is not None and p.pieces[-1].raw_len == self.width and self.fixed_votes > self.mail_votes:
+    def _unfinished(self, p: _Pending, by_width: bool = True) -> bool:
+        """The grammar says the line is not whole yet, or (*by_width*) its last piece is exactly
+        as long as the fixed wrapping width (a line can be that long uncut: weaker evidence)."""
+        if (
+            by_width
+            and self.width is not None
+            and p.pieces[-1].raw_len == self.width
+            and self.fixed_votes > self.mail_votes
+        ):
             return True
         text = self._text(p)
         v = shape_valid(text, table_numbers=self.table_numbers)
