@@ -294,8 +294,13 @@ class Repairer:
             self.strip_indent = kept == indented
         self.wrapped = self.wrapped or pieces > 0
         if pieces >= 2 and self.enveloped:
+            # the width: the commonest length of a piece, or else the longest if it recurs (an
+            # interleaved line before a piece makes that "piece" any length)
             w, n = max(lengths.items(), key=lambda kv: (kv[1], kv[0]))
-            if n * 2 >= pieces and spaced:
+            if n * 2 < pieces:
+                w = max(lengths)
+                n = lengths[w] if lengths[w] * 10 >= pieces * 3 else 0
+            if spaced and n >= 2:
                 self.width = w
                 self.fixed_votes += 2
             elif not spaced:
@@ -348,19 +353,24 @@ class Repairer:
                 target = self.susp
             self._append(target, line, indent, raw_len, fixes)
             return out
-        foreign = ll.env and self.wrapped and _may_be_foreign(ll.text, self.table_numbers)
         if (
-            foreign
-            and self.susp is not None
+            self.susp is not None
             and self.susp_for < MAX_SUSPEND
             and self._unfinished(self.susp, by_width=False)
+            and _may_be_foreign(ll.text, self.table_numbers)
         ):
             # another foreign line before the held line's next piece: let it pass too
             if self.pend is not None:
                 out.extend(self._emit(self.pend))
                 self.pend = None
             self.susp_for += 1
-        elif foreign and self.susp is None and self.pend is not None and self._unfinished(self.pend):
+        elif (
+            self.susp is None
+            and self.pend is not None
+            and self._unfinished(self.pend, by_width=self.wrapped)
+            and _may_be_foreign(ll.text, self.table_numbers)
+        ):
+            # the held line is unfinished and an interleaved line came: hold it aside
             self.susp, self.pend, self.susp_for = self.pend, None, 1
         else:
             out.extend(self.flush())
@@ -384,11 +394,11 @@ class Repairer:
         p = self.pend
         if p is None:
             return [] if self.susp is None else self.flush()
-        if not next_raw.strip(" \t\r>"):
+        if not next_raw.strip(" \t\r>") or normalize(next_raw) is None:  # blank, or a kmsg dictionary line
             return self.flush()
         if _ENV_HINT.match(next_raw):
             # an unfinished line may get its next piece after an interleaved line: push decides
-            return None if self.wrapped and self._unfinished(p) else self.flush()
+            return None if self._unfinished(p, by_width=self.wrapped) else self.flush()
         if self.window:
             self._profile()
         if not self.enveloped and shape_valid(self._text(p), self.table_numbers) is not False:
@@ -472,11 +482,16 @@ class Repairer:
         assert susp is not None and pend is not None
         if len(pend.pieces) > 1:
             return False
-        if shape_valid(self._text(susp), self.table_numbers) is False:
+        v = shape_valid(self._text(susp), self.table_numbers)
+        if v is False:
             return True  # the report line's grammar wants more; a foreign line's is unknown
-        if self.width is None or pend.pieces[0].raw_len == self.width:
+        if self.width is None or susp.pieces[-1].raw_len != self.width:
             return False
-        return susp.pieces[-1].raw_len == self.width  # cut at the fixed width: it goes on
+        # the held line was cut at the fixed width; if the interleaved line is exactly as long
+        # too, the report line wins over a line of unknown shape
+        return pend.pieces[0].raw_len != self.width or (
+            v is True and shape_valid(pend.pieces[0].text, self.table_numbers) is None
+        )
 
     def _text(self, p: _Pending) -> str:
         """The held line as it would be emitted now (no vote, no note)."""
