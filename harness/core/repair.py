@@ -60,9 +60,9 @@ _QUOTE = re.compile(r"[ \t]*(?:>[ \t]?)+")
 _ENTITY = re.compile(r"&(?:lt|gt|amp|quot|apos|#\d+|#x[0-9a-fA-F]+);")
 # A cheap look at whether a raw line starts with a log envelope (see logformat for the real thing).
 _ENV_HINT = re.compile(
-    r"[ \t]*(?:>[ \t]?)*[ \t]*(?:<\d{1,3}>)?"
+    r"[ \t]*(?:>[ \t]?)*[ \t]*(?:<\d{1,3}>|(?:<\d{1,3}>)?"  # a console level alone is an envelope too
     r"(?:\[[ \d]*\d\.\d+\]|\d+,\d+,\d+,|[A-Z][a-z]{2} [ \d]\d \d\d:|\d{4}-\d\d-\d\dT"
-    r"|\[[^\]]{0,40}?\d\d:\d\d:\d\d \d{4}\]|\[ *[TC]\d+\])"
+    r"|\[[^\]]{0,40}?\d\d:\d\d:\d\d \d{4}\]|\[ *[TC]\d+\]))"
 )
 # Lines the kernel itself prints without an envelope: the continuation lines of one multi-line
 # record.  mm/memcontrol.c memory_stat_format() ("anon 123", 5.x printed the whole buffer as one
@@ -201,11 +201,11 @@ def _row_valid(text: str, numbers: int | None) -> bool:
             break
     if numbers is None:
         return n in (7, 8, 10) and len(parts) > n
-    # A name may be made of digits, but a name that starts with an integer and a space is what a
-    # wrong join inside the numbers produces; counting integers rejects it.
-    if n == numbers and len(parts) > n:
-        return parts[n] != "-"  # a bare sign is the cut "-1000" of oom_score_adj, not a name
-    return n == numbers + 1 and len(parts) == n
+    # A name that starts with an integer and a space is what a wrong join inside the numbers
+    # produces; counting integers rejects it.
+    # (a name of digits only would count as one more integer: such a row is taken as unfinished,
+    # which only matters when deciding a cut inside it)
+    return n == numbers and len(parts) > n and parts[n] != "-"  # "-": the cut "-1000" of oom_score_adj
 
 
 @dataclass(slots=True)
@@ -279,7 +279,7 @@ class Repairer:
         lengths: dict[int, int] = {}
         spaced = pieces = indented = kept = 0
         for i in range(len(window) - 1):
-            if filled[i] and filled[i + 1] and not env[i + 1]:
+            if filled[i] and filled[i + 1] and not env[i + 1] and not _RECORD_CONT.match(_unquote(window[i + 1])):
                 raw = window[i].rstrip("\r")
                 pieces += 1
                 lengths[len(raw)] = lengths.get(len(raw), 0) + 1
@@ -297,7 +297,7 @@ class Repairer:
             # the width: the commonest length of a piece, or else the longest if it recurs (an
             # interleaved line before a piece makes that "piece" any length)
             w, n = max(lengths.items(), key=lambda kv: (kv[1], kv[0]))
-            if n * 2 < pieces:
+            if n * 3 < pieces:
                 w = max(lengths)
                 n = lengths[w] if lengths[w] * 10 >= pieces * 3 else 0
             if spaced and n >= 2:
@@ -356,7 +356,7 @@ class Repairer:
         if (
             self.susp is not None
             and self.susp_for < MAX_SUSPEND
-            and self._unfinished(self.susp, by_width=False)
+            and self._unfinished(self.susp, by_width=self._is_report_line(self.susp))
             and _may_be_foreign(ll.text, self.table_numbers)
         ):
             # another foreign line before the held line's next piece: let it pass too
@@ -474,6 +474,10 @@ class Repairer:
         # "Killed process N (x)" alone is whole only before 2.6.2x; since, " total-vm:..." follows
         return v is False or (v is True and text.endswith(")") and "Killed process" in text)
 
+    def _is_report_line(self, p: _Pending) -> bool:
+        """A line of a shape the verdict rests on (a cut at the width is then worth waiting for)."""
+        return shape_valid(self._text(p), self.table_numbers) is not None
+
     def _to_suspended(self) -> bool:
         """Does the next piece belong to the held unfinished line rather than to the foreign line
         that came between?  Yes while that line is unfinished, unless the foreign line was itself
@@ -572,6 +576,15 @@ def _may_be_foreign(text: str, table_numbers: int | None) -> bool:
     if text[:1] == "[" and (_ROW_START.match(text) or _HEADER_START.match(text)):
         return False
     return shape_valid(text, table_numbers) is None
+
+
+def _unquote(raw: str) -> str:
+    """*raw* without a mail quote marker."""
+    if raw[:1] in (">", " ", "\t"):
+        m = _QUOTE.match(raw)
+        if m and ">" in m.group():
+            return raw[m.end() :]
+    return raw
 
 
 def _lead(raw: str) -> int:
