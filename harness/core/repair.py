@@ -60,7 +60,8 @@ _QUOTE = re.compile(r"[ \t]*(?:>[ \t]?)+")
 _ENTITY = re.compile(r"&(?:lt|gt|amp|quot|apos|#\d+|#x[0-9a-fA-F]+);")
 # A cheap look at whether a raw line starts with a log envelope (see logformat for the real thing).
 _ENV_HINT = re.compile(
-    r"[ \t]*(?:>[ \t]?)*[ \t]*(?:<\d{1,3}>|(?:<\d{1,3}>)?"  # a console level alone is an envelope too
+    r"[ \t]*(?:>[ \t]?)*[ \t]*(?:[a-z][a-z0-7]{2,7} *:[a-z]{3,6} *: ?)?"  # dmesg -x "kern  :warn  : "
+    r"(?:<\d{1,3}>|(?:<\d{1,3}>)?"  # a console level alone is an envelope too
     r"(?:\[[ \d]*\d\.\d+\]|\d+,\d+,\d+,|[A-Z][a-z]{2} [ \d]\d \d\d:|\d{4}-\d\d-\d\dT"
     r"|\[[^\]]{0,40}?\d\d:\d\d:\d\d \d{4}\]|\[ *[TC]\d+\]))"
 )
