@@ -139,15 +139,17 @@ def pasted(draw: st.DrawFn) -> tuple[str, list[str]]:
     quote = draw(st.sampled_from(["none", "before", "after"]))
     if quote == "before":
         lines = M.quote(lines)
-    if draw(st.booleans()):
-        rate = draw(st.floats(0.0, 0.3))
+    # foreign lines in the kernel log (then wrapped with it), or added to the paste after wrapping
+    interleave = draw(st.sampled_from(["none", "before", "after"]))
+    rate = draw(st.floats(0.0, 0.25))
+    if interleave == "before":
         lines = M.interleave(lines, rng, rate=rate)
     width = draw(st.integers(40, 120))
     lines = M.mail_wrap(lines, width) if draw(st.booleans()) else M.hard_wrap(lines, width)
     if quote == "after":
         lines = M.quote(lines)
-    if draw(st.booleans()):
-        lines = M.interleave(lines, rng, rate=draw(st.floats(0.0, 0.2)))
+    if interleave == "after":
+        lines = M.interleave(lines, rng, rate=rate)
     if draw(st.booleans()):
         lines = M.envelope(lines, "crlf")
     return name, lines

@@ -148,6 +148,11 @@ _HEADS = (
 )
 
 
+# The ends a header line cut inside " invoked oom-killer:" can have (" i" on; a line of other text
+# ending so is only held back a little longer).
+_TRIGGER_CUTS = tuple(" invoked oom-killer:"[:k] for k in range(2, len(" invoked oom-killer:")))
+
+
 def _head_only(text: str) -> bool:
     """*text* is a proper beginning of a report line's fixed head (a line cut right after it)."""
     if len(text) >= 58 or not text:
@@ -170,6 +175,8 @@ def shape_valid(text: str, table_numbers: int | None = None) -> bool | None:
         if _ROW_START.match(text):
             return _row_valid(text, table_numbers)
         return None
+    if text.endswith(_TRIGGER_CUTS):
+        return False  # "grower inv": cut inside " invoked oom-killer:"
     i = text.find(" invoked")
     if i >= 0:
         rest = text[i + 8 :]
