@@ -155,3 +155,35 @@ def test_unreadable_file_is_exit_2(tmp_path: Path) -> None:
 def test_stdin_binary_junk() -> None:
     r = cli("-", stdin=os.urandom(256 * 1024))
     assert r.returncode == 0 and one_line(r) == "no OOM-killer report found"
+
+
+# --- these tests can fail ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_input_test",
+    [test_gigabyte_line_then_a_report_is_cut_and_the_report_found, test_report_cut_off_mid_row],
+    ids=lambda f: f.__name__,
+)
+def test_bad_input_tests_fail_when_the_parser_is_broken(bad_input_test, monkeypatch) -> None:
+    from harness.core import parser as parser_mod
+
+    def broken(self: object, ll: object) -> None:
+        raise ZeroDivisionError("deliberately broken parser")
+
+    monkeypatch.setattr(parser_mod._Parser, "_feed", broken)
+    with pytest.raises(parser_mod.ParserBug, match="deliberately broken parser"):
+        bad_input_test()
+
+
+def test_repair_stage_bug_surfaces_with_its_line(monkeypatch) -> None:
+    """A bug in the repair stage is a ParserBug naming the line, like one in the parser."""
+    from harness.core import parser as parser_mod
+    from harness.core.repair import Repairer
+
+    def broken(self: object, raw: str, lineno: int) -> list:
+        raise IndexError("deliberately broken repair stage")
+
+    monkeypatch.setattr(Repairer, "push", broken)
+    with pytest.raises(parser_mod.ParserBug, match="line 1: IndexError"):
+        parse_text((FIX / "vm" / "6.12-adj-positive.log").read_text())

@@ -18,7 +18,10 @@ one line of look-behind, so it streams like the parser (memory flat in the log's
   exact shape of the ``invoked oom-killer``, ``Killed process``, ``oom-kill:``, memcg and
   ``oom_reaper`` lines), then from the wrapping seen in the rest of the paste (fixed-width pieces
   all have one length; a mail client never cuts inside a token).  A join neither decides is taken
-  the likelier way and reported as ambiguous.
+  the likelier way and reported as ambiguous;
+* **interleaved lines between pieces** (a paste wrapped, then mixed with other lines): a line the
+  grammar says is unfinished is held aside while up to :data:`MAX_SUSPEND` lines that are no
+  report lines pass, and takes the next piece.
 
 Every emitted :class:`~harness.core.logformat.LogLine` carries ``fixes``: ``"rejoined"`` once per
 glued piece, ``"ambiguous: ..."`` for an undecided join, and the names of stripped prefixes; the
@@ -26,8 +29,10 @@ parser adds them to the event's :class:`~harness.core.events.Repairs`.  Foreign 
 with a report are the parser's business (it knows which lines a report may contain).
 
 The cost matters: the parser only engages this stage around lines that may belong to a report (a
-C-speed regex search skips the rest), and a line with an envelope and no continuation costs one
-``normalize`` plus a few string tests.
+C-speed regex search skips the rest), releases a held line as soon as the next raw line shows it
+cannot continue it (:meth:`Repairer.settle`), and learns how a paste was wrapped only once a line
+without an envelope turns up; a line with an envelope and no continuation costs one ``normalize``
+plus a few string tests.
 """
 
 from __future__ import annotations
