@@ -1,4 +1,4 @@
-"""The one exception type the CLI turns into a one-line error and exit code 2."""
+"""The exception types the CLI turns into a one-line error and exit code 2 (125 for :class:`BuildFailed`)."""
 
 
 class HarnessError(Exception):
@@ -6,3 +6,12 @@ class HarnessError(Exception):
 
     The message is one line: what is wrong, and how to fix it.
     """
+
+
+class BuildFailed(HarnessError):
+    """A kernel source tree does not build (compiler or linker error).
+
+    Exit code 125, which ``git bisect run`` reads as "this revision cannot be tested: skip it".
+    """
+
+    exit_code = 125

@@ -61,6 +61,8 @@ class Kernel:
     series: str | None = None
     package: str | None = None
     version: str | None = None
+    #: GNU build-id of a kernel built from source (:mod:`vm.kbuild`); part of the boot-snapshot key.
+    build_id: str | None = None
 
     @property
     def key(self) -> str:

@@ -384,6 +384,8 @@ class GuestVM:
         swap = Path("@swap@") if self.swap_mb > 0 else None
         args = self.qemu_args(self.initrd, Path("@console@"), Path("@agent@"), swap)
         args += [f"@swap_mb={self.swap_mb}", f"@preload={','.join(self.preload)}"]
+        if self.kernel.build_id:  # a rebuilt kernel never resumes the snapshot of an earlier build
+            args.append(f"@build_id={self.kernel.build_id}")
         return bootstate.state_key(args, [Path(self.kernel.image), self.initrd], qemu_version())
 
     def _reset(self) -> None:

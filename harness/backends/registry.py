@@ -16,8 +16,11 @@ def make_runner(
     accel: str = "auto",
     modules: str | None = None,
     cold_boot: bool = False,
+    kconfig: str | None = None,
+    label: str | None = None,
 ) -> Runner:
-    """The runner for *backend*; *kernel*, *accel*, *modules* and *cold_boot* concern the VM backend.
+    """The runner for *backend*; *kernel* (a series, release, image or source tree), *accel*, *modules*,
+    *cold_boot*, *kconfig* (extra fragment for a source tree) and *label* concern the VM backend.
 
     The backends are imported here, on demand, because each pulls in what only it needs (QEMU
     helpers, the Docker SDK) and ``oom-harness parse`` must not pay for them.
@@ -29,7 +32,8 @@ def make_runner(
     if backend == "vm":
         from .vm import VmRunner
 
-        return VmRunner(kernel or "6.12", accel=accel, modules=modules, cold_boot=cold_boot)
+        return VmRunner(kernel or "6.12", accel=accel, modules=modules, cold_boot=cold_boot, kconfig=kconfig,
+                        label=label)
     if backend == "docker":
         from .docker.runner import DockerRunner
 

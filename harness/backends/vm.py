@@ -11,6 +11,7 @@ isolating a scenario in its own guest is cheap.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import time
@@ -19,10 +20,11 @@ from typing import Any
 
 from harness.core.analysis import Context, analyze_all
 from harness.core.parser import parse_text
-from harness.errors import HarnessError
+from harness.errors import BuildFailed, HarnessError
 from harness.machine.guest import RECORD_MARK
 from harness.machine.record import ScenarioRecord
 from harness.machine.scenario import Scenario
+from vm.kbuild import BuildInfo, KernelBuildError, build_tree
 from vm.kernels import KernelError, get_kernel
 from vm.machine import GuestError, GuestPanic, GuestVM
 
@@ -39,26 +41,57 @@ def vm_shape(sc: Scenario) -> tuple[int, int, int, int]:
     return (int(v.get("mem_mb", 512)), int(v.get("numa_nodes", 1)), int(v.get("swap_mb", 0)), int(v.get("smp", 1)))
 
 
+def kernel_label(kernel: str) -> str:
+    """The label of a ``--kernel`` value in tables: the series or release as given, a source tree's
+    folder name, ``custom`` for a kernel image path."""
+    path = os.path.expanduser(kernel)
+    if os.path.isdir(path):
+        return os.path.basename(os.path.abspath(path)) or path
+    return kernel if "/" not in kernel else "custom"
+
+
 class VmRunner:
-    def __init__(self, kernel: str, accel: str = "auto", modules: str | None = None, cold_boot: bool = False) -> None:
-        """``cold_boot``: boot every VM afresh rather than resume the boot snapshot of its shape."""
+    def __init__(self, kernel: str, accel: str = "auto", modules: str | None = None, cold_boot: bool = False,
+                 kconfig: str | None = None, label: str | None = None) -> None:
+        """``cold_boot``: boot every VM afresh rather than resume the boot snapshot of its shape.
+        ``kernel`` may be a kernel source tree: it is built first (:mod:`vm.kbuild`, with the extra
+        fragment ``kconfig``); a tree that does not build raises :class:`BuildFailed` (exit 125)."""
         if shutil.which("qemu-system-x86_64") is None:
             raise HarnessError("qemu-system-x86_64 not found: install it (apt-get install qemu-system-x86, "
                                "or make setup)")
         self.kernel_arg = kernel
-        self.label = kernel if "/" not in kernel else "custom"
+        self.label = label or kernel_label(kernel)
         self.accel = accel
         self.snapshot = False if cold_boot else None  # None: vm.bootstate decides (on unless switched off)
-        print(f"resolving kernel {kernel} ...", file=sys.stderr, flush=True)
-        try:
-            self.kernel = get_kernel(kernel, modules)
-        except KernelError as e:
-            raise HarnessError(str(e)) from None
+        self.build: BuildInfo | None = None
+        tree = os.path.expanduser(kernel)
+        if os.path.isdir(tree):
+            print(f"building kernel from {tree} ...", file=sys.stderr, flush=True)
+            try:
+                self.build = build_tree(tree, kconfig)
+            except KernelBuildError as e:
+                raise BuildFailed(str(e)) from None
+            except KernelError as e:
+                raise HarnessError(str(e)) from None
+            self.kernel = self.build.kernel
+        else:
+            if kconfig:
+                raise HarnessError("--kconfig applies to a kernel built from source: give --kernel a source tree")
+            print(f"resolving kernel {kernel} ...", file=sys.stderr, flush=True)
+            try:
+                self.kernel = get_kernel(kernel, modules)
+            except KernelError as e:
+                raise HarnessError(str(e)) from None
         self.boots: list[dict[str, Any]] = []
 
     def env(self) -> dict[str, Any]:
-        return {"kernel": self.kernel.release, "kernel_series": self.kernel.series, "cgroup_version": 2,
-                "vm": True, "accel_requested": self.accel}
+        env: dict[str, Any] = {"kernel": self.kernel.release, "kernel_series": self.kernel.series,
+                               "cgroup_version": 2, "vm": True, "accel_requested": self.accel}
+        if self.build is not None:
+            env["kernel_build"] = {"tree": str(self.build.tree), "build_id": self.kernel.build_id,
+                                   "build_dir": str(self.build.build_dir), "build_s": round(self.build.build_s, 2),
+                                   "configured": self.build.configured}
+        return env
 
     def close(self) -> None:
         pass

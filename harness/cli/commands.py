@@ -10,7 +10,8 @@ from typing import Any
 
 from harness.backends.docker.daemon import sweep_stale as sweep_docker
 from harness.backends.registry import BACKENDS, make_runner
-from harness.errors import HarnessError
+from harness.core.variants import summarize
+from harness.errors import BuildFailed, HarnessError
 from harness.machine.liveness import hold_liveness_lock
 from harness.machine.sandbox import sweep_stale
 from harness.machine.scenario import catalogue, resolve
@@ -19,7 +20,9 @@ from harness.reporting.ktap import ktap
 from harness.reporting.render import candidate_table, table
 from harness.reporting.results import load_run
 from vm import bootstate
-from vm.kernels import list_kernels
+from vm.kbuild import KernelBuildError, build_tree
+from vm.kernels import KernelError, list_kernels
+from vm.ksource import fetch_source
 
 from .predict import predict
 from .session import RunInterrupted, record_run
@@ -53,6 +56,10 @@ def _fmt_victim(v: Any) -> str:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    if args.backend is None:  # --kernel names a VM kernel (or a source tree to build): the VM backend
+        args.backend = "vm" if args.kernel else "host"
+    if args.kernel and args.backend != "vm":
+        raise HarnessError("--kernel applies to the VM backend (--backend vm)")
     scenarios = resolve(args.scenarios, args.backend)
     if not scenarios:
         raise HarnessError(f"no scenario for backend {args.backend}")
@@ -62,7 +69,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if os.geteuid() != 0:
         raise HarnessError("oom-harness run needs root (cgroups, /dev/kmsg, sysctls); try sudo")
     _sweep_before_run()
-    runner = make_runner(args.backend, args.kernel, accel=args.accel, modules=args.modules, cold_boot=args.cold_boot)
+    runner = make_runner(args.backend, args.kernel, accel=args.accel, modules=args.modules, cold_boot=args.cold_boot,
+                         kconfig=args.kconfig)
     try:
         where, rows = record_run(runner, scenarios * args.repeat, args.results, args.backend)
     except RunInterrupted as e:  # the record is closed as "interrupted"; still hand CI what ran
@@ -76,6 +84,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"backend {args.backend}, kernel {env.get('kernel', '?')} ({runner.label}); results in {where}"]))
     else:
         _print_summary(rows, where, fmt == "json")
+    text = variant_summary(rows, where)
+    if text and fmt not in ("json", "ktap"):
+        print(f"rule variants: {text}")
+    elif text:
+        print(f"rule variants: {text}", file=sys.stderr)
     return 0 if all(r.get("as_expected") is not False for r in rows) else 1
 
 
@@ -83,6 +96,17 @@ def _write_junit(path: str | None, run_dirs: list[str]) -> None:
     if path:
         write_junit(path, run_dirs)
         print(f"wrote JUnit XML {path}", file=sys.stderr)
+
+
+def variant_summary(rows: list[dict[str, Any]], where: str | None = None) -> str:
+    """When the model does not explain the run: the rule variants consistent with every observation
+    (:mod:`harness.core.variants`), saved as ``variants.json`` in the run folder; "" when the model
+    explains every observation."""
+    res = summarize([(r["scenario"], r.get("variants")) for r in rows if isinstance(r.get("variants"), dict)])
+    if where and res["scenarios"]:
+        with open(os.path.join(where, "variants.json"), "w") as f:
+            json.dump(res, f, indent=1)
+    return str(res["text"])
 
 
 def _print_summary(rows: list[dict[str, Any]], where: str, as_json: bool) -> None:
@@ -180,15 +204,48 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_kernel_source(args: argparse.Namespace) -> int:
+    try:
+        print(fetch_source(args.series))
+    except KernelError as e:
+        raise HarnessError(str(e)) from None
+    return 0
+
+
+def _cmd_build_kernel(args: argparse.Namespace) -> int:
+    try:
+        b = build_tree(args.tree, args.kconfig, jobs=args.jobs)
+    except KernelBuildError as e:
+        raise BuildFailed(str(e)) from None
+    except KernelError as e:
+        raise HarnessError(str(e)) from None
+    print(f"{b.kernel.release} {b.kernel.image}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("kernel-source", help="fetch and unpack Debian's linux-source-SERIES; print the tree's path")
+    p.add_argument("series", help="5.10, 6.1, 6.12 (any series Debian has a linux-source package for)")
+    p.set_defaults(func=_cmd_kernel_source)
+
+    p = sub.add_parser("build-kernel", help="build a kernel source tree for the VM backend (what run --kernel DIR "
+                       "does first); print its release and vmlinux")
+    p.add_argument("tree", help="kernel source tree (built out of tree under the cache)")
+    p.add_argument("--kconfig", metavar="FILE", help="extra Kconfig fragment merged on top of the harness's")
+    p.add_argument("--jobs", "-j", type=int, default=2, help="make -j (default 2)")
+    p.set_defaults(func=_cmd_build_kernel)
+
     p = sub.add_parser("list", help="list the scenario catalogue")
     p.add_argument("--backend", choices=BACKENDS, help="only scenarios for this backend")
     p.set_defaults(func=_cmd_list)
 
     p = sub.add_parser("run", help="run scenarios for real and compare the kernel's victims with the model")
     p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="catalogue names or .toml files (default: all)")
-    p.add_argument("--backend", choices=BACKENDS, default="host")
-    p.add_argument("--kernel", help="VM kernel: 5.10, 6.1, 6.12, 7.2, a release, or a bzImage/vmlinux path")
+    p.add_argument("--backend", choices=BACKENDS, help="where to run (default: vm when --kernel is given, else host)")
+    p.add_argument("--kernel", help="VM kernel: 5.10, 6.1, 6.12, 7.2, a release, a bzImage/vmlinux path, or a "
+                   "kernel source tree to build (exit 125 when it does not build: git bisect run skips it)")
+    p.add_argument("--kconfig", metavar="FILE", help="extra Kconfig fragment merged on top of the harness's "
+                   "(vm/kconfig/oom-harness.config) when --kernel is a source tree")
     p.add_argument("--modules", help="modules folder (lib/modules/<release>) for a --kernel you built yourself")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto", help="QEMU accelerator (VM backend)")
     p.add_argument("--cold-boot", action="store_true",

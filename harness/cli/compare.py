@@ -6,6 +6,10 @@ kernel series), each into its own ``results/<run-id>/``, then builds the compari
 those runs.  ``report RUN...`` rebuilds the same report from saved run folders without running
 anything.
 
+A label may be a kernel source tree (``6.12,~/linux``): it is built first (``vm.kbuild``) and
+labelled with its folder name.  When a kernel's victims disagree with the model, the rule variants
+consistent with every observation of its run (``harness.core.variants``) are named in the report.
+
 Exit codes: 0 when the comparison was built (kernels that differ are findings, not failures),
 2 on bad input (unknown kernel label, unknown scenario, no runs), 130 when interrupted.
 """
@@ -19,15 +23,21 @@ import sys
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from pathlib import Path
+from typing import Any
 
 from harness.backends.base import Runner
 from harness.backends.registry import make_runner
+from harness.backends.vm import kernel_label
+from harness.core.variants import summarize
 from harness.errors import HarnessError
 from harness.machine.scenario import Scenario, resolve
 from harness.reporting import report
 from harness.reporting.junit import write_junit
+from vm.kbuild import is_kernel_tree
 from vm.kernels import KNOWN_SERIES, cached_kernels
 
+from .commands import variant_summary
 from .session import RunInterrupted, record_run, sigterm_as_interrupt
 
 SERIES_RE = re.compile(r"\d+\.\d+")
@@ -40,10 +50,21 @@ def parse_kernels(spec: str) -> list[str]:
         raise HarnessError("--kernels is empty: give labels like host,5.10,6.1,6.12,7.2")
     known = _known_series()
     for k in labels:
-        if k == "host" or (SERIES_RE.fullmatch(k) and (not known or k in known)) or os.path.isfile(k):
+        path = os.path.expanduser(k)
+        if k == "host" or (SERIES_RE.fullmatch(k) and (not known or k in known)) or os.path.isfile(path):
+            continue
+        if os.path.isdir(path):
+            if not is_kernel_tree(Path(path)):
+                raise HarnessError(f"{k} is a directory but not a kernel source tree (no top Makefile with "
+                                   "VERSION/PATCHLEVEL)")
             continue
         hint = ", ".join(["host", *sorted(known, key=_ver)]) if known else "host or a series like 6.12"
-        raise HarnessError(f"unknown kernel label {k!r}: expected {hint} (or a kernel image path)")
+        raise HarnessError(f"unknown kernel label {k!r}: expected {hint} (or a kernel image path or source tree)")
+    names = [k if k == "host" else kernel_label(k) for k in labels]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise HarnessError(f"two kernels would share the label {dup[0]!r}: give the source trees different "
+                           "folder names")
     return labels
 
 
@@ -83,11 +104,34 @@ def plan(labels: list[str], names: list[str]) -> tuple[dict[str, list[Scenario]]
     return per, notes
 
 
-def _run_one(label: str, scenarios: list[Scenario], args: argparse.Namespace) -> str:
+def _runner_for(label: str, args: argparse.Namespace) -> Runner:
+    """The runner of one kernel label (a source tree gets ``--kconfig``)."""
+    tree = os.path.isdir(os.path.expanduser(label))
+    return make_runner(_label_backend(label), None if label == "host" else label, accel=args.accel,
+                       cold_boot=args.cold_boot, kconfig=args.kconfig if tree else None)
+
+
+def _variant_note(label: str, rows: list[dict[str, Any]], where: str) -> str | None:
+    """When a kernel's victims or oom_score values disagree with the model: the rule variants that fit
+    (harness.core.variants), said on stderr and returned for the report's notes."""
+    text = variant_summary(rows, where)
+    if not text:
+        return None
+    res = summarize([(r["scenario"], r.get("variants")) for r in rows if isinstance(r.get("variants"), dict)])
+    what = (f"the model's victim differs in {', '.join(res['victims_differ'])}" if res["victims_differ"]
+            else f"oom_score values differ from the model in {', '.join(res['unexplained'])}")
+    note = f"{kernel_label(label) if label != 'host' else label}: {what}; rule variants {text}"
+    print(f"note: {note}", file=sys.stderr)
+    return note
+
+
+def _run_one(label: str, scenarios: list[Scenario], args: argparse.Namespace, notes: list[str]) -> str:
     """Run *scenarios* on one kernel label into a new run folder, like ``oom-harness run``; returns the folder."""
     backend = _label_backend(label)
-    runner = make_runner(backend, None if label == "host" else label, accel=args.accel, cold_boot=args.cold_boot)
-    where, _rows = record_run(runner, scenarios * args.repeat, args.results, backend)
+    where, rows = record_run(_runner_for(label, args), scenarios * args.repeat, args.results, backend)
+    note = _variant_note(label, rows, where)
+    if note:
+        notes.append(note)
     return where
 
 
@@ -114,7 +158,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         for label, scenarios in per.items():
             print(f"== {label}: {len(scenarios)} scenario(s)", file=sys.stderr, flush=True)
             try:
-                dirs.append(_run_one(label, scenarios, args))
+                dirs.append(_run_one(label, scenarios, args, notes))
             except HarnessError as e:
                 # one kernel that cannot boot (not downloadable, no QEMU) must not lose the others' results
                 notes.append(f"{label}: not run: {e}")
@@ -147,8 +191,7 @@ def _compare_parallel(per: dict[str, list[Scenario]], args: argparse.Namespace, 
     for label in per:
         backend = _label_backend(label)
         try:
-            runners[label] = make_runner(backend, None if label == "host" else label, accel=args.accel,
-                                         cold_boot=args.cold_boot)
+            runners[label] = _runner_for(label, args)
             kernel = getattr(runners[label], "kernel", None)
             if kernel is not None:  # the guest image and this kernel's initrd, before any thread wants them
                 from vm.image import build_initrd
@@ -164,8 +207,11 @@ def _compare_parallel(per: dict[str, list[Scenario]], args: argparse.Namespace, 
         scenarios = per[label]
         print(f"== {label}: {len(scenarios)} scenario(s)", file=sys.stderr, flush=True)
         try:
-            where, _rows = record_run(runners[label], scenarios * args.repeat, args.results,
-                                      _label_backend(label), cancel=cancel, parallel=True)
+            where, rows = record_run(runners[label], scenarios * args.repeat, args.results,
+                                     _label_backend(label), cancel=cancel, parallel=True)
+            note = _variant_note(label, rows, where)
+            if note:
+                notes.append(note)
         except RunInterrupted as e:
             where = e.where
         print(f"== {label}: done", file=sys.stderr, flush=True)
@@ -244,7 +290,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Differences between kernels are findings: the exit code is 0 when the comparison was built.",
     )
     p.add_argument("scenarios", nargs="*", metavar="SCENARIO", help="catalogue names or .toml files (default: all)")
-    p.add_argument("--kernels", required=True, help="comma-separated labels, e.g. host,5.10,6.1,6.12,7.2")
+    p.add_argument("--kernels", required=True, help="comma-separated labels, e.g. host,5.10,6.1,6.12,7.2; a "
+                   "kernel source tree (e.g. 6.12,~/linux) is built first and labelled with its folder name")
+    p.add_argument("--kconfig", metavar="FILE", help="extra Kconfig fragment for the kernels built from source")
     p.add_argument("--results", default=results, help="where the runs go (default: %(default)s)")
     p.add_argument("--out", help="report folder (default: RESULTS/compare-<timestamp>)")
     p.add_argument("--format", default=",".join(("md", "html", "csv", "parquet")),

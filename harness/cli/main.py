@@ -1,7 +1,8 @@
 """``oom-harness`` command line: ``parse`` here, the commands that run things in :mod:`.commands` and :mod:`.compare`.
 
 Exit codes: 0 success (for ``run``: every verdict as expected), 1 a verdict not as expected,
-2 bad input or environment (one-line error, no traceback), 130 interrupted.
+2 bad input or environment (one-line error, no traceback), 125 a ``--kernel DIR`` that does not build
+(``git bisect run`` skips it), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except HarnessError as e:
         print(f"oom-harness: error: {e}", file=sys.stderr)
-        return 2
+        return int(getattr(e, "exit_code", 2))
     except KeyboardInterrupt:
         print("oom-harness: interrupted", file=sys.stderr)
         return 130

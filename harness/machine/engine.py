@@ -27,6 +27,7 @@ from harness.core.analysis import Context, analyze_all
 from harness.core.eras import era_for_version, parse_version
 from harness.core.model import oom_score
 from harness.core.parser import parse_lines
+from harness.core.variants import check_scenario
 from harness.errors import HarnessError
 
 from .kmsg import KmsgCursor
@@ -562,6 +563,7 @@ def _judge(
     out: dict[str, Any] = {"events": docs, "kills": kills, "snapshot": [s.to_dict() for s in snap]}
     out["oom_kill_counter"] = root.oom_kills() - pre_kills
     out["oom_score_check"] = _oom_score_check(snap, ctx)
+    out["variants"] = _variants(events, ctx, snap, out["oom_score_check"])
     exp, victim = sc.expect_outcome, sc.expect_victim
     killed_wl = [k["workload"] for k in kills]
     unexplained_dead = sorted({pid_map[p] for p in dead if p in pid_map and p not in {k["pid"] for k in kills}}
@@ -689,6 +691,15 @@ def _ours(ev: Any, root: Sandbox, pid_map: dict[int, str]) -> bool:
     if ev.summary is not None and ev.summary.global_oom:
         return True
     return any(k.pid in pid_map for k in ev.kills) or any(r.pid in pid_map for r in ev.table)
+
+
+def _variants(events: list[Any], ctx: Context, snap: list[TaskSnapshot], check: dict[str, Any]) -> dict[str, Any]:
+    """Which selection-rule variants agree with this scenario's observations (harness.core.variants)."""
+    try:
+        return check_scenario(events, ctx, [(s.model_task(), s.oom_score) for s in snap], check.get("era"),
+                              check.get("totalpages"), PAGE_KB * 1024)
+    except Exception as e:  # noqa: BLE001 - an explanation aid must never cost a verdict
+        return {"error": f"{type(e).__name__}: {e}"}
 
 
 def _oom_score_check(snap: list[TaskSnapshot], ctx: Context) -> dict[str, Any]:

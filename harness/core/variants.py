@@ -1,0 +1,200 @@
+"""Name the selection rule a kernel changed: re-run the model under small rule variants.
+
+When a kernel's victim (or its ``/proc/PID/oom_score`` values) disagrees with the reference model,
+"unexplained" is true but useless to a kernel developer who just changed ``mm/oom_kill.c``.  This
+module re-runs the analysis under a small set of *rule variants* and says which of them are
+consistent with every observation of a run: "consistent with: oom_score_adj not applied; 3 of 3
+scenarios".  A variant is a transformation of the model's *inputs* (the report's task table, the
+swap total the report printed, the era): the model itself is not touched, so a variant is exactly
+"the stock rule, fed what the changed kernel effectively looked at".
+
+Observations per scenario: every OOM report with a selected victim (does the variant's choice
+equal the kernel's?) and every pre-trigger ``/proc/PID/oom_score`` (does the variant's score equal
+the kernel's, within 1?).  A variant that cannot decide an observation (an ``undecidable``
+analysis) does not count for or against it.
+
+Stdlib only (it runs in the guest with the engine); imports only model, eras, events, analysis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from .analysis import Context, analyze_all
+from .eras import ERAS, Era, infer_era
+from .events import OomEvent, TaskRow
+from .model import OOM_SCORE_ADJ_MIN, Task, oom_score
+
+RowFn = Callable[[list[TaskRow]], list[TaskRow]]
+TaskFn = Callable[[Task], Task]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One alternative rule.  ``rows``/``task`` transform the inputs (report rows / snapshot tasks),
+    ``no_swap`` drops swap from totalpages, ``era`` runs another era's rules."""
+
+    name: str
+    rule: str
+    rows: RowFn | None = None
+    task: TaskFn | None = None
+    no_swap: bool = False
+    era: str | None = None
+
+
+def _adj(f: Callable[[int], int]) -> tuple[RowFn, TaskFn]:
+    def keep_min(a: int) -> int:
+        return a if a == OOM_SCORE_ADJ_MIN else f(a)
+
+    return (lambda rows: [replace(r, oom_score_adj=keep_min(r.oom_score_adj)) for r in rows],
+            lambda t: replace(t, oom_score_adj=keep_min(t.oom_score_adj)))
+
+
+_IGN_R, _IGN_T = _adj(lambda a: 0)
+_POS_R, _POS_T = _adj(lambda a: min(a, 0))
+_NEG_R, _NEG_T = _adj(lambda a: max(a, 0))
+
+
+def _no_swap_rows(rows: list[TaskRow]) -> list[TaskRow]:
+    return [replace(r, swapents=0 if r.swapents is not None else None) for r in rows]
+
+
+def _no_pt_rows(rows: list[TaskRow]) -> list[TaskRow]:
+    return [replace(r, nr_ptes=0 if r.nr_ptes is not None else None, nr_pmds=0 if r.nr_pmds is not None else None,
+                    pgtables_bytes=0 if r.pgtables_bytes is not None else None) for r in rows]
+
+
+#: The fixed variants (the neighbouring eras are added per event).
+VARIANTS: tuple[Variant, ...] = (
+    Variant("adj-ignored", "oom_score_adj not applied", _IGN_R, _IGN_T),
+    Variant("adj-positive-clamped", "positive oom_score_adj clamped to 0", _POS_R, _POS_T),
+    Variant("adj-negative-clamped", "negative oom_score_adj (above -1000) clamped to 0", _NEG_R, _NEG_T),
+    Variant("ties-reversed", "ties go to the other end of the scan (first task instead of last, or the reverse)",
+            lambda rows: list(reversed(rows))),
+    Variant("swap-not-counted", "a task's swap entries not counted", _no_swap_rows,
+            lambda t: replace(t, swapents=0)),
+    Variant("pgtables-not-counted", "page tables not counted", _no_pt_rows,
+            lambda t: replace(t, nr_ptes=0, nr_pmds=0, pgtables_bytes=0)),
+    Variant("totalpages-no-swap", "totalpages without swap (RAM only; the memcg limit without swap)", no_swap=True),
+)
+
+
+def _era(label: str) -> Era | None:
+    return next((e for e in ERAS if e.label == label), None)
+
+
+def era_variants(era: Era) -> list[Variant]:
+    """The rules of the eras either side of ``era``."""
+    i = ERAS.index(era)
+    return [Variant(f"era-{ERAS[j].label}", f"the {ERAS[j].label} era's rules", era=ERAS[j].label)
+            for j in (i - 1, i + 1) if 0 <= j < len(ERAS)]
+
+
+def _transform(ev: OomEvent, v: Variant) -> OomEvent:
+    ev2 = replace(ev, table=v.rows(list(ev.table))) if v.rows and ev.table else ev
+    if v.no_swap and ev2.meminfo is not None and ev2.meminfo.total_swap_kb:
+        ev2 = replace(ev2, meminfo=replace(ev2.meminfo, total_swap_kb=0))
+    return ev2
+
+
+def _decided(a: Any) -> bool:
+    return a.observed is not None and a.verdict in ("match", "mismatch")
+
+
+def event_observations(events: Sequence[OomEvent], ctx: Context | None, variants: Iterable[Variant]
+                       ) -> dict[str, list[bool]]:
+    """Per variant (``model`` = the stock rules): for every event whose stock analysis has a victim,
+    whether the variant's predicted victim is the kernel's (undecided ones left out)."""
+    ctx = ctx or Context()
+    base = analyze_all(events, ctx)
+    keep = [i for i, a in enumerate(base) if _decided(a)]
+    out: dict[str, list[bool]] = {"model": [base[i].verdict == "match" for i in keep]}
+    for v in variants:
+        vctx = replace(ctx, era=v.era) if v.era else ctx
+        if v.no_swap:
+            vctx = replace(vctx, total_swap_pages=0)
+        alt = analyze_all([_transform(ev, v) for ev in events], vctx)
+        out[v.name] = [alt[i].verdict == "match" for i in keep if _decided(alt[i])]
+    return out
+
+
+def score_observations(tasks: Sequence[tuple[Task, int | None]], era_label: str | None, totalpages: int | None,
+                       variants: Iterable[Variant], page_size: int = 4096) -> dict[str, list[bool]]:
+    """Per variant: for every task with a kernel ``oom_score``, whether the variant's equals it (±1)."""
+    era = _era(era_label) if era_label else None
+    if era is None or not totalpages:
+        return {}
+    have = [(t, k) for t, k in tasks if k is not None]
+
+    def agree(fn: TaskFn | None, e: Era) -> list[bool]:
+        return [abs(oom_score(fn(t) if fn else t, totalpages, e, page_size) - k) <= 1 for t, k in have]
+
+    out = {"model": agree(None, era)}
+    for v in variants:
+        if v.no_swap:
+            continue  # oom_score's totalpages is the global one; this variant is about the OOM's
+        e = _era(v.era) if v.era else era
+        if e is not None:
+            out[v.name] = agree(v.task, e)
+    return out
+
+
+def check_scenario(events: Sequence[OomEvent], ctx: Context | None,
+                   snapshot: Sequence[tuple[Task, int | None]] = (), score_era: str | None = None,
+                   score_totalpages: int | None = None, page_size: int = 4096) -> dict[str, Any]:
+    """The variant observations of one scenario: ``{"rules": {name: rule}, "agree": {name: [n_ok, n]}}``
+    where ``model`` is the stock rules.  Stored in the scenario's record (``variants``)."""
+    variants = list(VARIANTS)
+    eras = [infer_era(ev.kernel_version, ev.features, ctx.era if ctx else None).era for ev in events]
+    if eras:
+        variants += era_variants(eras[0])
+    obs = event_observations(events, ctx, variants)
+    for k, v in score_observations(snapshot, score_era, score_totalpages, variants, page_size).items():
+        obs.setdefault(k, []).extend(v)
+    return {"rules": {v.name: v.rule for v in variants},
+            "agree": {k: [sum(v), len(v)] for k, v in obs.items()}}
+
+
+def summarize(checks: Sequence[tuple[str, dict[str, Any] | None]]) -> dict[str, Any]:
+    """Across the scenarios of a run: which variants are consistent with every observation.
+
+    ``checks`` are ``(scenario, check_scenario(...))``.  Returns ``{"model_ok", "scenarios",
+    "consistent": [(name, rule, n_scenarios)], "best": ..., "text"}``; ``text`` is empty when the stock
+    model explains every observation.
+    """
+    scen = [(s, c) for s, c in checks if c and c.get("agree", {}).get("model", [0, 0])[1] > 0]
+    rules: dict[str, str] = {}
+    for _s, c in scen:
+        rules.update(c["rules"])
+    model_ok = all(c["agree"]["model"][0] == c["agree"]["model"][1] for _s, c in scen)
+    bad = [s for s, c in scen if c["agree"]["model"][0] != c["agree"]["model"][1]]
+    res: dict[str, Any] = {"model_ok": model_ok, "scenarios": len(scen), "unexplained": bad, "consistent": [],
+                           "text": ""}
+    if model_ok or not scen:
+        return res
+    score: list[tuple[str, int, int]] = []
+    for name in rules:
+        ok = n = 0
+        for _s, c in scen:
+            a = c["agree"].get(name)
+            if not a or a[1] == 0:
+                continue
+            n += 1
+            ok += a[0] == a[1]
+        if n:
+            score.append((name, ok, n))
+    full = [(name, ok, n) for name, ok, n in score if ok == n]
+    res["consistent"] = [{"variant": name, "rule": rules[name], "scenarios": n} for name, _ok, n in full]
+    if full:
+        res["text"] = "consistent with: " + "; ".join(f"{rules[name]} ({name}); {ok} of {n} scenarios"
+                                                      for name, ok, n in full)
+    else:
+        best = max(score, key=lambda x: (x[1] / x[2], x[2]), default=None)
+        res["text"] = (f"no single rule variant is consistent with every observation ({len(bad)} scenario(s) "
+                       f"the model does not explain: {', '.join(bad)})"
+                       + (f"; closest: {rules[best[0]]} ({best[1]} of {best[2]} scenarios)" if best else ""))
+        if best:
+            res["best"] = {"variant": best[0], "rule": rules[best[0]], "ok": best[1], "of": best[2]}
+    return res
