@@ -41,7 +41,8 @@ from pathlib import Path
 
 from vm import elf
 from vm.kernels import Kernel, KernelError
-from vm.paths import atomic_file, cache_root
+from harness.atomic import atomic_write
+from vm.paths import cache_root
 
 #: The harness's fragment (kconfig data with a comment on every option).
 FRAGMENT = Path(__file__).resolve().parent / "kconfig" / "oom-harness.config"
@@ -76,10 +77,12 @@ class Option:
 
 
 def parse_fragment(path: Path, *, user: bool = False) -> list[Option]:
-    """The options of a fragment.  In the harness's own fragment, ``oomh: optional`` in the comment
-    block above an option makes it optional; every option of a user's fragment is required."""
+    """The options of a fragment, each with the comment block above its group of lines as ``why``.
+    In the harness's own fragment, ``oomh: optional`` in that block makes an option optional; every
+    option of a user's fragment is required."""
     out: list[Option] = []
-    comments: list[str] = []
+    comments: list[str] = []  # the comment block above a group of options (until a blank line)
+    after_option = False
     try:
         text = path.read_text()
     except OSError as e:
@@ -92,11 +95,13 @@ def parse_fragment(path: Path, *, user: bool = False) -> list[Option]:
             optional = any("oomh: optional" in c for c in comments) and not user
             why = " ".join(c for c in comments if "oomh:" not in c)
             out.append(Option(name, value.strip(), not optional, why, f"{path}:{n}"))
-            comments = []
+            after_option = True
         elif line.startswith("#"):
+            if after_option:
+                comments, after_option = [], False
             comments.append(line.lstrip("#").strip())
         elif not line:
-            comments = []
+            comments, after_option = [], False
         else:
             raise KernelConfigError(f"{path}:{n}: not a kconfig line: {line[:60]!r}")
     return out
@@ -344,7 +349,9 @@ def build_tree(tree: str | Path, kconfig: str | Path | None = None, *, jobs: int
     user = Path(kconfig).expanduser().resolve() if kconfig else None
     if user is not None and not user.is_file():
         raise KernelConfigError(f"kconfig fragment {user} does not exist")
-    options = parse_fragment(FRAGMENT) + (parse_fragment(user, user=True) if user else [])
+    # the user's fragment is merged on top: its value of an option replaces the harness's
+    merged = {o.name: o for o in parse_fragment(FRAGMENT) + (parse_fragment(user, user=True) if user else [])}
+    options = list(merged.values())
     prog = _Progress(out)
     bdir = build_dir_for(src)
     obj = bdir / "out"
@@ -407,8 +414,7 @@ def build_tree(tree: str | Path, kconfig: str | Path | None = None, *, jobs: int
                         package=f"built from {src}", version=None, build_id=bid)
         meta = {"tree": str(src), "release": release, "build_id": bid, "series": kernel.series,
                 "kconfig": str(user) if user else None, "built": time.time(), "steps": steps}
-        with atomic_file(bdir / GOOD) as tmp:
-            tmp.write_text(json.dumps(meta, indent=1) + "\n")
+        atomic_write(bdir / GOOD, json.dumps(meta, indent=1) + "\n")
     total = time.monotonic() - t0
     prog.phase(f"built {release} in {total:.1f}s ({steps} steps{', configured' if configure else ''}; "
                f"build-id {bid[:12] if bid else '?'})")
