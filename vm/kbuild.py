@@ -39,9 +39,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.atomic import atomic_write
 from vm import elf
 from vm.kernels import Kernel, KernelError
-from harness.atomic import atomic_write
 from vm.paths import cache_root
 
 #: The harness's fragment (kconfig data with a comment on every option).
