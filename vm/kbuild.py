@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from harness.atomic import atomic_write
 from vm import elf
@@ -179,7 +180,8 @@ def check_config(tree: Path, config: dict[str, str], options: list[Option]) -> t
     if not misses:
         return [], []
     syms = kconfig_symbols(tree)
-    errors, warnings = [], []
+    errors: list[str] = []
+    warnings: list[str] = []
     for o in misses:
         have = config.get(o.name, "n")
         if o.name not in syms:
@@ -292,11 +294,12 @@ def _make_args(tree: Path, out: Path, *targets: str, jobs: int = 2) -> list[str]
     return ["make", "-C", str(tree), f"O={out}", f"ARCH={ARCH}", f"-j{jobs}", *targets]
 
 
-def _run_logged(cmd: list[str], log, prog: _Progress | None = None, what: str = "") -> tuple[int, int, list[str]]:
+def _run_logged(cmd: list[str], log: TextIO, prog: _Progress | None = None,
+                what: str = "") -> tuple[int, int, list[str]]:
     """Run ``cmd`` with its output appended to ``log``; returns (rc, kbuild steps seen, error lines)."""
     log.write(f"$ {' '.join(cmd)}\n")
     log.flush()
-    steps, errors = 0, []
+    steps, errors = 0, list[str]()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                          text=True, errors="replace", start_new_session=True)
     try:
