@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PKGS=(qemu-system-x86 cpio busybox-static zstd lz4 xz-utils kmod docker.io shellcheck)
+APT_PKGS=(qemu-system-x86 cpio busybox-static zstd lz4 xz-utils kmod docker.io shellcheck
+          build-essential flex bison bc libelf-dev libssl-dev dwarves)  # building kernels from source (vm/kbuild.py)
 if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
   missing=()
   for p in "${APT_PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -397,6 +397,7 @@ def build_tree(tree: str | Path, kconfig: str | Path | None = None, *, jobs: int
             if configure:
                 stamp.write_text(inputs)
             config_s = time.monotonic() - tc
+            fresh = not (obj / "vmlinux").exists()
             prog.phase(f"building vmlinux (make -j{jobs}, nice {nice}; log {log_path})")
             tb = time.monotonic()
             rc, steps, errs = _run_logged(nice_cmd + _make_args(src, obj, "vmlinux", jobs=jobs), log, prog, "steps")
@@ -417,6 +418,9 @@ def build_tree(tree: str | Path, kconfig: str | Path | None = None, *, jobs: int
                         package=f"built from {src}", version=None, build_id=bid)
         meta = {"tree": str(src), "release": release, "build_id": bid, "series": kernel.series,
                 "kconfig": str(user) if user else None, "built": time.time(), "steps": steps}
+        if fresh:  # the full first build's figures (bench/bench_kbuild.py reports them)
+            atomic_write(bdir / "first-build.json", json.dumps({"build_s": round(build_s, 1), "steps": steps,
+                                                                "config_s": round(config_s, 1), "jobs": jobs}))
         atomic_write(bdir / GOOD, json.dumps(meta, indent=1) + "\n")
     total = time.monotonic() - t0
     prog.phase(f"built {release} in {total:.1f}s ({steps} steps{', configured' if configure else ''}; "
