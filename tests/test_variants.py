@@ -66,3 +66,8 @@ def test_era_variants_are_the_neighbours() -> None:
 
     vs = era_variants(ERAS[-1])
     assert [v.era for v in vs] == [ERAS[-2].label]
+
+
+def test_oom_score_disagreement_alone_does_not_start_the_search() -> None:
+    only_scores = {"rules": {"adj-ignored": "x"}, "victims": [1, 1], "agree": {"model": [1, 2], "adj-ignored": [2, 2]}}
+    assert summarize([("s", only_scores)])["text"] == ""

@@ -144,17 +144,24 @@ def score_observations(tasks: Sequence[tuple[Task, int | None]], era_label: str 
 def check_scenario(events: Sequence[OomEvent], ctx: Context | None,
                    snapshot: Sequence[tuple[Task, int | None]] = (), score_era: str | None = None,
                    score_totalpages: int | None = None, page_size: int = 4096) -> dict[str, Any]:
-    """The variant observations of one scenario: ``{"rules": {name: rule}, "agree": {name: [n_ok, n]}}``
-    where ``model`` is the stock rules.  Stored in the scenario's record (``variants``)."""
+    """The variant observations of one scenario: ``{"rules": {name: rule}, "agree": {name: [n_ok, n]},
+    "victims": [n_ok, n]}`` where ``model`` is the stock rules and ``victims`` counts the stock model's
+    agreement on the victims alone.  Stored in the scenario's record (``variants``)."""
     variants = list(VARIANTS)
     eras = [infer_era(ev.kernel_version, ev.features, ctx.era if ctx else None).era for ev in events]
     if eras:
         variants += era_variants(eras[0])
     obs = event_observations(events, ctx, variants)
+    victims = obs["model"]
     for k, v in score_observations(snapshot, score_era, score_totalpages, variants, page_size).items():
         obs.setdefault(k, []).extend(v)
     return {"rules": {v.name: v.rule for v in variants},
+            "victims": [sum(victims), len(victims)],
             "agree": {k: [sum(v), len(v)] for k, v in obs.items()}}
+
+
+def _victims(c: dict[str, Any]) -> list[int]:
+    return list(c.get("victims") or c["agree"]["model"])
 
 
 def summarize(checks: Sequence[tuple[str, dict[str, Any] | None]]) -> dict[str, Any]:
@@ -168,8 +175,10 @@ def summarize(checks: Sequence[tuple[str, dict[str, Any] | None]]) -> dict[str, 
     rules: dict[str, str] = {}
     for _s, c in scen:
         rules.update(c["rules"])
-    model_ok = all(c["agree"]["model"][0] == c["agree"]["model"][1] for _s, c in scen)
-    bad = [s for s, c in scen if c["agree"]["model"][0] != c["agree"]["model"][1]]
+    # Variants are tried when the kernel's *choice* disagrees with the model; oom_score values alone
+    # (counters move between two reads) do not start it, but they count as evidence once it runs.
+    bad = [s for s, c in scen if _victims(c)[0] != _victims(c)[1]]
+    model_ok = not bad
     res: dict[str, Any] = {"model_ok": model_ok, "scenarios": len(scen), "unexplained": bad, "consistent": [],
                            "text": ""}
     if model_ok or not scen:
