@@ -89,6 +89,7 @@ class ScenarioRecord:
     snapshot: list[dict[str, Any]] = _unset()
     oom_kill_counter: int = _unset()
     oom_score_check: dict[str, Any] = _unset()
+    variants: dict[str, Any] = _unset()  # which selection-rule variants fit (harness.core.variants)
     explained_deaths: dict[str, str] = _unset()
     report_suppressed: bool = _unset()
     observed_victim: dict[str, Any] | None = _unset()
