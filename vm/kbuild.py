@@ -387,7 +387,7 @@ def build_tree(tree: str | Path, kconfig: str | Path | None = None, *, jobs: int
                         raise KernelBuildError(f"configuring {src} failed: {_first_error(errs)} (log: {log_path})")
             config = read_config(obj / ".config")
             errors, warnings = check_config(src, config, options)
-            for w in warnings:
+            for w in warnings if configure else []:  # said once, when the configuration is made
                 prog.phase(f"note: optional {w}")
             if errors:
                 (obj / ".config").unlink(missing_ok=True)
