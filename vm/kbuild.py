@@ -294,6 +294,12 @@ def _make_args(tree: Path, out: Path, *targets: str, jobs: int = 2) -> list[str]
     return ["make", "-C", str(tree), f"O={out}", f"ARCH={ARCH}", f"-j{jobs}", *targets]
 
 
+#: Reproducible builds: the same sources give the same vmlinux and build-id, so a tree edited and
+#: edited back (or a bisect step revisited) resumes its old boot snapshot instead of booting cold.
+REPRODUCIBLE = {"KBUILD_BUILD_TIMESTAMP": "Thu Jan  1 00:00:00 UTC 1970", "KBUILD_BUILD_USER": "oomh",
+                "KBUILD_BUILD_HOST": "oom-harness", "KBUILD_BUILD_VERSION": "1"}
+
+
 def _run_logged(cmd: list[str], log: TextIO, prog: _Progress | None = None,
                 what: str = "") -> tuple[int, int, list[str]]:
     """Run ``cmd`` with its output appended to ``log``; returns (rc, kbuild steps seen, error lines)."""
@@ -301,7 +307,7 @@ def _run_logged(cmd: list[str], log: TextIO, prog: _Progress | None = None,
     log.flush()
     steps, errors = 0, list[str]()
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                         text=True, errors="replace", start_new_session=True)
+                         text=True, errors="replace", start_new_session=True, env={**os.environ, **REPRODUCIBLE})
     try:
         assert p.stdout is not None
         for line in p.stdout:
