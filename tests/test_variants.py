@@ -68,6 +68,19 @@ def test_era_variants_are_the_neighbours() -> None:
     assert [v.era for v in vs] == [ERAS[-2].label]
 
 
-def test_oom_score_disagreement_alone_does_not_start_the_search() -> None:
-    only_scores = {"rules": {"adj-ignored": "x"}, "victims": [1, 1], "agree": {"model": [1, 2], "adj-ignored": [2, 2]}}
-    assert summarize([("s", only_scores)])["text"] == ""
+def test_oom_score_disagreement_alone_is_explained_too() -> None:
+    """A rule change can leave every victim alone and still move oom_score (swap not counted)."""
+    only_scores = {"rules": {"adj-ignored": "x", "swap-not-counted": "swap"}, "victims": [1, 1],
+                   "agree": {"model": [1, 2], "adj-ignored": [1, 2], "swap-not-counted": [2, 2]}}
+    s = summarize([("s", only_scores)])
+    assert s["victims_differ"] == [] and s["unexplained"] == ["s"]
+    assert s["text"] == "consistent with: swap (swap-not-counted); 1 of 1 scenarios"
+    none = {"rules": {"adj-ignored": "x"}, "victims": [1, 1], "agree": {"model": [1, 2], "adj-ignored": [1, 2]}}
+    assert "only oom_score values differ" in summarize([("s", none)])["text"]
+
+
+def test_victims_count_excludes_oom_score_observations() -> None:
+    tp = 131072
+    t = Task(pid=1, name="a", rss=1000, oom_score_adj=-500)
+    c = check_scenario(parse_text(FIX.read_text()), CTX, [(t, 0)], "5.10-6.19", tp)
+    assert c["victims"] == [1, 1] and c["agree"]["model"][1] == 2

@@ -152,7 +152,7 @@ def check_scenario(events: Sequence[OomEvent], ctx: Context | None,
     if eras:
         variants += era_variants(eras[0])
     obs = event_observations(events, ctx, variants)
-    victims = obs["model"]
+    victims = list(obs["model"])  # the victims alone (the oom_score observations are added below)
     for k, v in score_observations(snapshot, score_era, score_totalpages, variants, page_size).items():
         obs.setdefault(k, []).extend(v)
     return {"rules": {v.name: v.rule for v in variants},
@@ -168,19 +168,20 @@ def summarize(checks: Sequence[tuple[str, dict[str, Any] | None]]) -> dict[str, 
     """Across the scenarios of a run: which variants are consistent with every observation.
 
     ``checks`` are ``(scenario, check_scenario(...))``.  Returns ``{"model_ok", "scenarios",
-    "consistent": [(name, rule, n_scenarios)], "best": ..., "text"}``; ``text`` is empty when the stock
-    model explains every observation.
+    "unexplained", "victims_differ", "consistent": [{variant, rule, scenarios}], "best", "text"}``;
+    ``text`` is empty when the stock model explains every observation (victims and oom_score values).
     """
     scen = [(s, c) for s, c in checks if c and c.get("agree", {}).get("model", [0, 0])[1] > 0]
     rules: dict[str, str] = {}
     for _s, c in scen:
         rules.update(c["rules"])
-    # Variants are tried when the kernel's *choice* disagrees with the model; oom_score values alone
-    # (counters move between two reads) do not start it, but they count as evidence once it runs.
-    bad = [s for s, c in scen if _victims(c)[0] != _victims(c)[1]]
+    # Tried when the kernel's choice or its oom_score values disagree with the model (a rule change
+    # can leave every victim alone and still move /proc/PID/oom_score: swap not counted, say).
+    bad = [s for s, c in scen if c["agree"]["model"][0] != c["agree"]["model"][1]]
+    victims_differ = [s for s, c in scen if _victims(c)[0] != _victims(c)[1]]
     model_ok = not bad
-    res: dict[str, Any] = {"model_ok": model_ok, "scenarios": len(scen), "unexplained": bad, "consistent": [],
-                           "text": ""}
+    res: dict[str, Any] = {"model_ok": model_ok, "scenarios": len(scen), "unexplained": bad,
+                           "victims_differ": victims_differ, "consistent": [], "text": ""}
     if model_ok or not scen:
         return res
     score: list[tuple[str, int, int]] = []
@@ -202,7 +203,9 @@ def summarize(checks: Sequence[tuple[str, dict[str, Any] | None]]) -> dict[str, 
     else:
         best = max(score, key=lambda x: (x[1] / x[2], x[2]), default=None)
         res["text"] = (f"no single rule variant is consistent with every observation ({len(bad)} scenario(s) "
-                       f"the model does not explain: {', '.join(bad)})"
+                       f"the model does not explain: {', '.join(bad)}"
+                       + ("" if victims_differ else "; only oom_score values differ: counters can move between "
+                          "two reads") + ")"
                        + (f"; closest: {rules[best[0]]} ({best[1]} of {best[2]} scenarios)" if best else ""))
         if best:
             res["best"] = {"variant": best[0], "rule": rules[best[0]], "ok": best[1], "of": best[2]}
