@@ -121,7 +121,9 @@ def test_regression_patch_is_caught_and_named(tree: Path, tmp_path: Path, patch:
     runs = [d for d in tmp_path.iterdir() if (d / "env.json").is_file()
             and json.loads((d / "env.json").read_text()).get("kernel_label") == copy.name]
     summary = json.loads((runs[0] / "variants.json").read_text()) if (runs[0] / "variants.json").is_file() else {}
-    print(f"\n{patch}: victims changed in {changed or 'no scenario'}; variants: {summary.get('text') or 'model ok'}")
+    mism = [s for s in scenarios if patched[s]["verdict"] == "mismatch"]  # e.g. a tie between two "forker"s
+    print(f"\n{patch}: victims changed in {changed or 'no scenario'}; mismatch in {mism or 'no scenario'}; "
+          f"variants: {summary.get('text') or 'model ok'}")
     if changed or summary.get("text"):  # a victim or an oom_score value moved: the rule must be named
         assert variant in [v["variant"] for v in summary["consistent"]], summary
         assert "rule variants consistent with:" in p.stderr + p.stdout
