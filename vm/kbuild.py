@@ -276,10 +276,18 @@ class _Progress:
         self.out(msg)
 
     def count(self, what: str, n: int) -> None:
-        if self.tty and time.monotonic() - self.last > 0.5:
-            self.last = time.monotonic()
+        """A live counter on a terminal; elsewhere (CI logs, pipes) a line a minute."""
+        now = time.monotonic()
+        if self.tty and now - self.last > 0.5:
+            self.last = now
             sys.stderr.write(f"\r[kbuild] {what}: {n}\x1b[K")
             sys.stderr.flush()
+        elif not self.tty:
+            if not self.last:
+                self.last = now
+            elif now - self.last > 60:
+                self.last = now
+                self.out(f"{what}: {n} so far")
 
 
 @contextlib.contextmanager
