@@ -189,7 +189,6 @@ def _compare_parallel(per: dict[str, list[Scenario]], args: argparse.Namespace, 
     scenario and its run is kept as "interrupted"."""
     runners: dict[str, Runner] = {}
     for label in per:
-        backend = _label_backend(label)
         try:
             runners[label] = _runner_for(label, args)
             kernel = getattr(runners[label], "kernel", None)
