@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 KERNEL  ?= 6.12
 PYTEST  ?= $(PY) -m pytest
 
-.PHONY: setup test test-unit test-host test-in-vm catalogue bench lint clean-debris
+.PHONY: setup test test-unit test-host test-in-vm catalogue bench bench-kbuild lint clean-debris
 
 setup:            ## system packages + .venv with the harness and its dev tools
 	./scripts/setup.sh
@@ -17,7 +17,7 @@ test-unit:        ## parser, model, analysis, formats: no root needed
 test-host:        ## genuine memcg OOM kills on this machine
 	$(PYTEST) -q -m root
 
-test-in-vm:       ## the VM catalogue on KERNEL (default 6.12), for real under QEMU
+test-in-vm:       ## the VM catalogue on KERNEL (default 6.12; KERNEL=DIR builds that kernel source tree first), under QEMU
 	$(PY) -m harness run --backend vm --kernel $(KERNEL)
 
 catalogue:        ## the host catalogue on this machine's kernel
@@ -29,6 +29,9 @@ bench:            ## benchmarks; figures printed and saved under results/bench/
 	$(PY) bench/bench_host.py
 	$(PY) bench/bench_vm_boot.py -n 5
 	$(PY) bench/bench_vm.py --kernels 5.10,6.1,6.12,7.2
+
+bench-kbuild:     ## kernel developer's loop on Debian's 6.12 source (first run: a full kernel build, minutes)
+	$(PY) bench/bench_kbuild.py -n 3
 
 lint:            ## ruff, and mypy (strict on harness/core)
 	$(PY) -m ruff check .
