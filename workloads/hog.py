@@ -13,7 +13,11 @@ never leaves hogs behind.
 
 Kinds: anon, shmem (memfd, mapped), file (page cache from a real file; reclaimable), mlock, thp,
 threads (N threads sharing one mm), fork (children sharing the parent's pages), many (N small
-children).  ``mempolicy`` ("bind:1") binds anonymous memory to NUMA nodes via ``set_mempolicy``.
+children), tmpfs (a file written with write(2) on a tmpfs at ``path``, never mapped: charged to the
+cgroup, in nobody's RSS, and it outlives the writer), hugetlb (MAP_HUGETLB anonymous memory from
+the reserved pool ``vm.nr_hugepages``: in no RSS counter, ``HugetlbPages`` in /proc/PID/status).
+After growing, ``grown <seconds>`` says how long the growth took.
+``mempolicy`` ("bind:1") binds anonymous memory to NUMA nodes via ``set_mempolicy``.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ MB = 1 << 20
 STEP = 4 * MB
 MADV_HUGEPAGE = 14
 MPOL_BIND = 2
+MAP_HUGETLB = 0x40000
+HPAGE = 2 * MB
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _maps: list[object] = []  # keep every mapping alive
@@ -66,6 +72,24 @@ def _shmem(n: int) -> None:
         k = min(STEP, n - done)
         m[done : done + k] = b"\1" * k
         done += k
+    _maps.append(m)
+
+
+def _tmpfs(n: int, path: str) -> None:
+    """Shmem that no process maps: write(2) into a file on a tmpfs; the file keeps it."""
+    buf = b"\1" * STEP
+    with open(path, "ab") as f:
+        done = 0
+        while done < n:
+            k = min(STEP, n - done)
+            f.write(buf[:k])
+            done += k
+
+
+def _hugetlb(n: int) -> None:
+    n = -(-n // HPAGE) * HPAGE
+    m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | MAP_HUGETLB)
+    _touch(m, n)  # faults the huge pages in from the reserved pool (SIGBUS if the pool is short)
     _maps.append(m)
 
 
@@ -113,6 +137,10 @@ def allocate(spec: dict, n: int) -> None:
         _shmem(n)
     elif kind == "file":
         _file(n, spec["path"])
+    elif kind == "tmpfs":
+        _tmpfs(n, spec["path"])
+    elif kind == "hugetlb":
+        _hugetlb(n)
     else:
         raise ValueError(f"unknown kind {kind}")
 
@@ -194,7 +222,8 @@ def main() -> int:
         if cmd == "go":
             grow = spec.get("grow")
             rate = float(spec.get("rate_mb_s", 0) or 0)
-            gspec = {**spec, "kind": "anon" if kind in ("threads", "fork", "many", "file") else kind}
+            t_go = time.monotonic()
+            gspec = {**spec, "kind": "anon" if kind in ("threads", "fork", "many", "file", "hugetlb") else kind}
             if kind == "file":
                 _file(int(grow or 0), spec["path"] + ".grow")
             elif grow == "until-killed":
@@ -210,7 +239,7 @@ def main() -> int:
                     left -= k
                     if rate:
                         time.sleep(k / MB / rate)
-            print("grown", flush=True)
+            print(f"grown {time.monotonic() - t_go:.4f}", flush=True)
         elif cmd == "exit":
             break
     return 0

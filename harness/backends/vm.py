@@ -170,7 +170,9 @@ class VmRunner:
         events = parse_text(console)
         docs = [a.to_dict() for a in analyze_all(events, Context())]
         panicked = any(d.get("panic") for d in docs) or "Kernel panic" in console
-        oom_panic = any(d["verdict"] == "no-victim" and "panic_on_oom" in d["reason"] for d in docs)
+        # vm.panic_on_oom, or nothing killable in a whole-system OOM ("System is deadlocked on memory")
+        oom_panic = any(d["verdict"] == "no-victim" and ("panic_on_oom" in d["reason"] or "deadlocked" in d["reason"])
+                        for d in docs)
         rec = ScenarioRecord(
             scenario=sc.name, backend="vm", kernel=self.kernel.release, kernel_label=self.label,
             expected={"outcome": sc.expect_outcome, "victim": sc.expect_victim}, events=docs,
@@ -180,7 +182,8 @@ class VmRunner:
         if sc.expect_outcome == "panic":
             ok = panicked and oom_panic
             rec.set_verdict("no-victim" if oom_panic else "error", "panic", ok,
-                            docs[0]["reason"] if oom_panic else "the guest panicked, but not through panic_on_oom"
+                            next(d["reason"] for d in docs if d["verdict"] == "no-victim") if oom_panic
+                            else "the guest panicked, but not through panic_on_oom or an OOM with no victim"
                             if panicked else "no panic seen")
             rec.predicted_victim = docs[0].get("predicted_victim") if docs else None
         else:

@@ -595,6 +595,11 @@ def _impossible_score(ev: OomEvent, tasks: list[Task], era: Era, tp: int, pkb: i
 def _no_victim_reason(ev: OomEvent) -> str:
     if ev.panic and "panic_on_oom" in ev.panic:
         return "vm.panic_on_oom: the kernel panicked instead of killing (" + ev.panic.strip() + ")"
+    if ev.no_killable and ev.panic:
+        # 6.12 mm/oom_kill.c out_of_memory(): a system-wide (not memcg, not sysrq) OOM with nothing to
+        # kill "cannot survive this and will enter an endless loop in the allocator": panic.
+        return ("no killable process: every candidate was ineligible; a whole-system OOM cannot go on, so the "
+                "kernel panicked (" + ev.panic.strip() + ")")
     if ev.no_killable:
         return "no killable process: every candidate was ineligible"
     if ev.victim_exiting:

@@ -30,9 +30,11 @@ from harness.core.parser import parse_lines
 from harness.core.variants import check_scenario
 from harness.errors import HarnessError
 
+from . import situations
+from .counters import kill_count, read_counters
 from .kmsg import KmsgCursor
 from .liveness import pid_alive
-from .record import ScenarioRecord
+from .record import UNSET, ScenarioRecord
 from .sandbox import Sandbox, detect_layout
 from .scenario import CgroupSpec, Scenario, Workload
 from .snapshot import PAGE_KB, TaskSnapshot, meminfo, snapshot
@@ -150,6 +152,7 @@ class _Proc:
     pids: list[int] = field(default_factory=list)  # main pid + forked children
     ready: bool = False
     grown: bool = False
+    grow_s: float | None = None  # how long the growth took (the hog says so)
     buf: bytes = b""
     died_at: float | None = None
 
@@ -276,6 +279,8 @@ def _start(wl: Workload, sb: Sandbox, opts: EngineOptions, tmpdir: str, launcher
     spec["oom_score_adj"] = wl.oom_score_adj
     if wl.kind == "file":
         spec["path"] = os.path.join(tmpdir, f"{wl.name}.data")
+    elif wl.kind == "tmpfs":
+        spec["path"] = situations.workload_path(tmpdir, wl.name)
     p = launcher.popen(wl, spec, sb, opts)
     assert p.stdout is not None
     os.set_blocking(p.stdout.fileno(), False)
@@ -302,6 +307,8 @@ def _pump(sel: selectors.BaseSelector, procs: dict[int, _Proc], timeout: float) 
                 pr.pids = [int(x) for x in parts[1:]] or pr.pids
             elif parts and parts[0] == "grown":
                 pr.grown = True
+                with contextlib.suppress(IndexError, ValueError):
+                    pr.grow_s = float(parts[1])
 
 
 def _send(pr: _Proc, cmd: str) -> None:
@@ -356,11 +363,14 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
     tmpdir = ""
     sel = selectors.DefaultSelector()
     old_sysctl: dict[str, str] = {}
+    situ: dict[str, Any] = {}
     try:
         _apply_sysctl(sc.sysctl, old_sysctl)
         root, cgs = launcher.sandbox(sc, opts)
         rec.cgroup = root.rel
         tmpdir = tempfile.mkdtemp(prefix=f"oomh-{os.getpid()}-", dir=opts.tmpdir)
+        situ = situations.prepare(sc, tmpdir)
+        situations.apply_protection(sc, cgs)
         timings["setup"] = time.monotonic() - t0
         # -- start every workload and wait until each holds its initial memory --------------------
         t1 = time.monotonic()
@@ -379,6 +389,8 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
         pid_map = {pid: pr.wl.name for pr in procs.values() for pid in pr.pids}
         snap = snapshot(pid_map)
         pre_kills = root.oom_kills()
+        pre_counters = read_counters(root.path, layout.version)
+        pre_state = situations.memory_state(cgs)
         # -- trigger ---------------------------------------------------------------------------------
         t2 = time.monotonic()
         growers = [pr for pr in procs.values() if pr.wl.grow is not None]
@@ -400,6 +412,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
         t4 = time.monotonic()
         rec.update(_judge(sc, cursor, root, pid_map, snap, dead, pre_kills, layout.version, outcome, launcher))
         rec.time_to_kill_s = round(outcome["first_death"] - trig_ts, 4) if outcome.get("first_death") else None
+        _count_and_situate(rec, sc, opts, layout.version, root, cgs, procs, pre_counters, pre_state, outcome)
         timings["parse_model"] = time.monotonic() - t4
         rec.kernel_log = cursor.text()
         rec.kmsg_gaps = cursor.gaps
@@ -429,6 +442,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
                 pr.popen.stdout.close()  # type: ignore[union-attr]
         sel.close()
         cursor.close()
+        situations.teardown(situ)
         if tmpdir:
             shutil.rmtree(tmpdir, ignore_errors=True)
         try:
@@ -438,6 +452,38 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
     rec.timings = {k: round(v, 4) for k, v in timings.items()}
     rec.duration_s = round(time.monotonic() - t0 - (rec.ratelimit_wait_s or 0), 4)
     return rec
+
+
+def _count_and_situate(rec: ScenarioRecord, sc: Scenario, opts: EngineOptions, cg_version: int, root: Sandbox,
+                       cgs: dict[str, Sandbox], procs: dict[int, _Proc], pre_counters: dict[str, Any],
+                       pre_state: dict[str, Any], outcome: dict[str, Any]) -> None:
+    """Kill counting (the kernel's counters against the log's kill lines) and the situation
+    facts (:mod:`harness.machine.situations`) added to the verdict record."""
+    d = rec.to_dict()
+    kc = kill_count(pre_counters, read_counters(root.path, cg_version), len(d.get("kills") or []), cg_version,
+                    machine_private=opts.backend == "vm")
+    kc["log_reports"] = len(d.get("events") or [])
+    d["kill_count"] = kc
+    if kc["differences"]:
+        d["reason"] = (d.get("reason") or "") + "; kill count differs: " + "; ".join(kc["differences"])
+    info = {
+        pr.wl.name: {"grower": pr.wl.grow is not None, "grown": pr.grown, "grow_s": pr.grow_s,
+                     "alive": pr.popen.poll() is None, "returncode": pr.popen.returncode, "cgroup": pr.wl.cgroup}
+        for pr in procs.values()
+    }
+    situations.judge(sc, d, before=pre_state, after=situations.memory_state(cgs), cgs=cgs, procs=info,
+                     timed_out=bool(outcome.get("timed_out")))
+    for k in ("second_victims", "second_kill_cause"):
+        if k not in d:
+            setattr(rec, k, UNSET)
+    rec.update({k: v for k, v in d.items() if k in SITUATION_FIELDS})
+
+
+#: The record fields kill counting and the situations may set or change.
+SITUATION_FIELDS = frozenset({
+    "kill_count", "memory_state", "throttle", "allocating_task", "unfreed", "predicted_victims", "predicted_group",
+    "killed_workloads", "survivors", "reason", "outcome", "verdict", "as_expected",
+})
 
 
 def unmet_requirements(sc: Scenario, cgroup_version: int) -> list[str]:

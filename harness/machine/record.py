@@ -38,6 +38,7 @@ class Outcome(StrEnum):
     GROUP_KILL = "group-kill"
     NO_VICTIM = "no-victim"
     NO_OOM = "no-oom"
+    THROTTLED = "throttled"  # memory.high slowed the growers; nothing was killed
     PANIC = "panic"
     ERROR = "error"
     SKIPPED = "skipped"
@@ -102,6 +103,16 @@ class ScenarioRecord:
     time_to_kill_s: float | None = _unset()
     retried: str = _unset()
     ratelimit_wait_s: float = _unset()
+    # kill counting and the situations (harness/machine/counters.py, situations.py)
+    kill_count: dict[str, Any] = _unset()
+    memory_state: dict[str, Any] = _unset()
+    throttle: dict[str, Any] = _unset()
+    allocating_task: dict[str, str] = _unset()
+    unfreed: dict[str, Any] = _unset()
+    predicted_victims: list[str] = _unset()
+    predicted_group: str | None = _unset()
+    killed_workloads: list[str] = _unset()
+    survivors: list[str] = _unset()
     # the run
     kernel_log: str = _unset()
     kmsg_gaps: int = _unset()

@@ -40,8 +40,10 @@ from harness.errors import HarnessError
 
 from .sandbox import parse_size
 
-KINDS = {"anon", "shmem", "file", "mlock", "thp", "threads", "fork", "many"}
-OUTCOMES = {"kill", "no-oom", "group-kill", "panic"}
+KINDS = {"anon", "shmem", "file", "mlock", "thp", "threads", "fork", "many", "tmpfs", "hugetlb"}
+#: no-victim: an OOM happened and the kernel killed nobody (nothing killable); throttled: memory.high
+#: slowed the growers, memory.events "high" grew, nothing was killed.
+OUTCOMES = {"kill", "no-oom", "group-kill", "panic", "no-victim", "throttled"}
 BACKENDS = {"host", "vm", "docker"}
 
 __all__ = ["Scenario", "Workload", "CgroupSpec", "load_scenario", "ScenarioError", "catalogue", "KINDS"]
@@ -58,6 +60,8 @@ class CgroupSpec:
     swap_max: int | None = 0
     memory_high: int | None = None
     oom_group: bool = False
+    memory_min: int | None = None  # cgroup v2 memory.min / memory.low (reclaim protection)
+    memory_low: int | None = None
     cpuset_mems: str | None = None  # VM only (cgroup v2 cpuset)
     children: list[CgroupSpec] = field(default_factory=list)
 
@@ -163,7 +167,8 @@ _TOP = {
     "requires",
 }
 REQUIREMENTS = {"cgroup2", "numa", "swap"}
-_CG = {"memory_max", "swap_max", "memory_high", "oom_group", "cpuset_mems", "children", "name"}
+_CG = {"memory_max", "swap_max", "memory_high", "memory_min", "memory_low", "oom_group", "cpuset_mems", "children",
+       "name"}
 _WL = {
     "name",
     "kind",
@@ -206,6 +211,8 @@ def _cgroup(c: _Ctx, d: dict[str, Any], section: str, top: bool) -> CgroupSpec:
     spec.memory_max = _size(c, d.get("memory_max"), "memory_max", section)
     spec.swap_max = _size(c, d.get("swap_max", 0 if top else None), "swap_max", section)
     spec.memory_high = _size(c, d.get("memory_high"), "memory_high", section)
+    spec.memory_min = _size(c, d.get("memory_min"), "memory_min", section)
+    spec.memory_low = _size(c, d.get("memory_low"), "memory_low", section)
     spec.oom_group = bool(d.get("oom_group", False))
     spec.cpuset_mems = d.get("cpuset_mems")
     for ch in d.get("children", []):
@@ -328,6 +335,9 @@ def scenario_from_dict(d: dict[str, Any], path: str = "<dict>", text: str = "") 
         raise c.fail("expect.victim is required when outcome is kill or group-kill", None, "expect")
     if sum(1 for w in wl if w.main) > 1:
         raise c.fail("at most one workload can be the container's main process (main = true)", "main", "workload")
+    if outcome == "no-victim" and victim is not None:
+        raise c.fail("expect.victim makes no sense when outcome is no-victim (the kernel kills nobody)", "victim",
+                     "expect")
     if not any(w.grow is not None for w in wl) and outcome != "no-oom":
         raise c.fail('no workload grows: give the trigger workload grow = "until-killed" or a size', None, "workload")
     return Scenario(

@@ -32,6 +32,10 @@ class TaskSnapshot:
     threads: int
     uid: int | None
     has_mm: bool = True  # kernel threads (and zombies) have no mm
+    #: HugetlbPages (kB): recorded, never counted -- hugetlb pages are in no RSS counter, so not in
+    #: oom_badness() either (6.12 fs/proc/task_mmu.c task_mem() -> hugetlb_report_usage(): a line of
+    #: its own, from mm->hugetlb_usage)
+    hugetlb_kb: int = 0
 
     @property
     def rss(self) -> int:
@@ -88,6 +92,7 @@ def snapshot_pid(pid: int, workload: str | None = None) -> TaskSnapshot | None:
         threads=int(kv.get("Threads", "1")),
         uid=int(uid[0]) if uid else None,
         has_mm="VmSize" in kv and kv.get("Kthread", "0") != "1",
+        hugetlb_kb=kb("HugetlbPages"),
     )
 
 

@@ -1,0 +1,348 @@
+"""What the engine adds for the OOM situations users meet (issue 15), kept apart from the engine.
+
+Each function is a small hook the engine calls at one point of a scenario:
+
+* :func:`prepare` / :func:`teardown` -- a private tmpfs for ``kind = "tmpfs"`` workloads;
+* :func:`apply_protection` -- cgroup v2 ``memory.min`` / ``memory.low``;
+* :func:`memory_state` -- ``memory.current`` / ``memory.stat`` of every cgroup of the sandbox
+  (before the trigger and after the kernel acted);
+* :func:`judge` -- the outcomes and facts the plain kill verdict does not cover: ``throttled``
+  (memory.high), ``no-victim`` (nothing killable: what happened to the allocating task), the
+  memory a kill could not free (tmpfs), and the whole set of victims a memory.oom.group kill must
+  take (:func:`group_victims`).
+
+Stdlib only: this runs in the guest too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+from typing import Any
+
+from .scenario import CgroupSpec, Scenario
+
+__all__ = ["prepare", "teardown", "apply_protection", "memory_state", "judge", "group_victims"]
+
+MB = 1 << 20
+OOM_SCORE_ADJ_MIN = -1000
+MNT_DETACH = 2
+
+
+# -- tmpfs --------------------------------------------------------------------------------------------
+
+
+def prepare(sc: Scenario, tmpdir: str) -> dict[str, Any]:
+    """Mount a private tmpfs under *tmpdir* when a workload writes a tmpfs file (unmounted by
+    :func:`teardown`: that is what frees a tmpfs file's pages, never a kill)."""
+    ctx: dict[str, Any] = {}
+    if any(w.kind == "tmpfs" for w in sc.workloads):
+        path = os.path.dirname(workload_path(tmpdir, "x"))
+        os.mkdir(path)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mount(b"oomh-tmpfs", path.encode(), b"tmpfs", 0, b"mode=1777") != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"mount tmpfs on {path}: {os.strerror(err)}")
+        ctx["tmpfs"] = path
+    return ctx
+
+
+def teardown(ctx: dict[str, Any]) -> None:
+    path = ctx.get("tmpfs")
+    if path:
+        with contextlib.suppress(Exception):
+            ctypes.CDLL(None, use_errno=True).umount2(path.encode(), MNT_DETACH)
+
+
+def workload_path(tmpdir: str, name: str) -> str:
+    """Where a ``tmpfs`` workload writes its file (on the tmpfs :func:`prepare` mounts)."""
+    return os.path.join(tmpdir, "tmpfs", f"{name}.tmpfs")
+
+
+# -- protection ---------------------------------------------------------------------------------------
+
+
+def _specs(spec: CgroupSpec, parent: str | None = None) -> dict[str, tuple[CgroupSpec, str | None]]:
+    out = {spec.name: (spec, parent)}
+    for ch in spec.children:
+        out.update(_specs(ch, spec.name))
+    return out
+
+
+def apply_protection(sc: Scenario, cgs: dict[str, Any]) -> None:
+    """memory.min / memory.low of every cgroup that asks for it (cgroup v2 only)."""
+    for name, (spec, _) in _specs(sc.cgroup).items():
+        sb = cgs.get(name)
+        if sb is None:
+            continue
+        if spec.memory_min is not None:
+            sb._set("memory.min", str(spec.memory_min))
+        if spec.memory_low is not None:
+            sb._set("memory.low", str(spec.memory_low))
+
+
+# -- memory state -------------------------------------------------------------------------------------
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            v = f.read().strip()
+    except OSError:
+        return None
+    return int(v) if v.isdigit() else None
+
+
+def _stat(path: str) -> dict[str, int]:
+    out: dict[str, int] = {}
+    with contextlib.suppress(OSError), open(path) as f:
+        for line in f:
+            k, _, v = line.partition(" ")
+            if v.strip().isdigit():
+                out[k] = int(v)
+    return out
+
+
+def memory_state(cgs: dict[str, Any]) -> dict[str, dict[str, int | None]]:
+    """Per cgroup name: memory.current, memory.max, memory.peak (5.19+) and the memory.stat
+    lines the situations use (bytes)."""
+    out: dict[str, dict[str, int | None]] = {}
+    for name, sb in cgs.items():
+        st = _stat(os.path.join(sb.path, "memory.stat"))
+        out[name] = {
+            "current": _read_int(os.path.join(sb.path, "memory.current")),
+            "max": _read_int(os.path.join(sb.path, "memory.max")),
+            "peak": _read_int(os.path.join(sb.path, "memory.peak")),
+            "anon": st.get("anon"),
+            "file": st.get("file"),
+            "shmem": st.get("shmem"),
+        }
+    return out
+
+
+def _mib(n: int | None) -> str:
+    return "?" if n is None else f"{n / MB:.1f} MiB"
+
+
+# -- memory.oom.group ---------------------------------------------------------------------------------
+
+
+def group_victims(sc: Scenario, victim_wl: str | None, domain: str | None) -> tuple[str | None, list[str]]:
+    """The cgroup a memory.oom.group kill cleans up and every workload it kills.
+
+    6.12 ``mm/memcontrol.c`` ``mem_cgroup_get_oom_group(victim, oom_domain)``: from the victim's
+    memcg up to the OOM domain (the memcg whose limit was hit; the root for a global OOM) the
+    *highest* memcg with ``memory.oom.group`` set is the group -- a setting *above* the domain
+    does not count.  ``oom_kill_memcg_member()`` then kills every task of that subtree except
+    those at ``oom_score_adj`` -1000.  Without a group only the victim dies.  *domain* is the
+    scenario's cgroup name of the domain ("" = the sandbox; None = a global OOM).
+    """
+    if victim_wl is None:
+        return None, []
+    specs = _specs(sc.cgroup)
+    wl = {w.name: w for w in sc.workloads}
+    if victim_wl not in wl:
+        return None, [victim_wl]
+    group: str | None = None
+    cur: str | None = wl[victim_wl].cgroup
+    while cur is not None:
+        spec, parent = specs[cur]
+        if spec.oom_group:
+            group = cur
+        if domain is not None and cur == domain:
+            break
+        cur = parent
+    if group is None:
+        return None, [victim_wl]
+    inside = {group}
+    changed = True
+    while changed:
+        changed = False
+        for name, (_, parent) in specs.items():
+            if parent in inside and name not in inside:
+                inside.add(name)
+                changed = True
+    return group, sorted(w.name for w in sc.workloads if w.cgroup in inside and w.oom_score_adj != OOM_SCORE_ADJ_MIN)
+
+
+def _domain(rec: dict[str, Any], cgs: dict[str, Any]) -> str | None:
+    ev = (rec.get("events") or [{}])[0]
+    memcg = ev.get("oom_memcg")
+    if ev.get("kind") != "memcg" or not memcg:
+        return None
+    for name, sb in cgs.items():
+        if sb.rel.rstrip("/") == memcg.rstrip("/"):
+            return name
+    return ""
+
+
+def _judge_group(sc: Scenario, rec: dict[str, Any], cgs: dict[str, Any]) -> None:
+    pred = (rec.get("predicted_victim") or {}).get("workload")
+    obs = (rec.get("observed_victim") or {}).get("workload")
+    group, want = group_victims(sc, pred or obs, _domain(rec, cgs))
+    killed = sorted({k["workload"] for k in rec.get("kills", []) if k.get("workload")})
+    rec["predicted_victims"] = want
+    rec["predicted_group"] = group
+    rec["killed_workloads"] = killed
+    rec["survivors"] = sorted({w.name for w in sc.workloads} - set(killed))
+    if killed != want and rec.get("as_expected"):
+        rec["as_expected"] = False
+        rec["reason"] = (f"the model predicts the kill of {want} (group {group!r}), the kernel killed {killed}; "
+                         + rec.get("reason", ""))
+    elif rec.get("outcome") in ("kill", "group-kill"):
+        where = f"memory.oom.group of {group or 'the sandbox'!r}" if group else "no memory.oom.group up to the domain"
+        rec["reason"] = rec.get("reason", "") + f"; every victim as the model predicts ({where}): {', '.join(want)}"
+
+
+# -- the judge ----------------------------------------------------------------------------------------
+
+
+def _over_high(sc: Scenario) -> set[str]:
+    """Names of the cgroups at or below a memory.high."""
+    specs = _specs(sc.cgroup)
+    out = set()
+    for name in specs:
+        cur: str | None = name
+        while cur is not None:
+            spec, parent = specs[cur]
+            if spec.memory_high is not None:
+                out.add(name)
+                break
+            cur = parent
+    return out
+
+
+def _judge_throttled(sc: Scenario, rec: dict[str, Any], procs: dict[str, dict[str, Any]],
+                     timed_out: bool) -> None:
+    """memory.high: the kernel reclaims and throttles the charging task on its way back to user
+    space (``mem_cgroup_handle_over_high()``, 6.12 ``mm/memcontrol.c``; a penalty of up to
+    ``MEMCG_MAX_HIGH_DELAY_JIFFIES`` = 2 s per return), and never OOM-kills for it: memory.high
+    has no OOM path (``try_charge_memcg`` only reclaims and schedules the penalty)."""
+    events = (rec.get("kill_count") or {}).get("events", {})
+    high = {cg or "(sandbox)": ev.get("high", 0) for cg, ev in events.items() if ev.get("high")}
+    limited = _over_high(sc)
+    slow = {n: p for n, p in procs.items() if p["grow_s"] is not None and p["cgroup"] in limited}
+    free = {n: p for n, p in procs.items() if p["grow_s"] is not None and p["cgroup"] not in limited}
+    facts = []
+    if high:
+        facts.append("memory.events high +" + ", ".join(f"{v} in {k}" for k, v in high.items()))
+    slowdown = None
+    if slow and free:
+        s = max(p["grow_s"] for p in slow.values())
+        f = max(p["grow_s"] for p in free.values())
+        slowdown = round(s / f, 2) if f > 0 else None
+        facts.append(f"the throttled grower(s) took {s:.2f}s, the unthrottled control {f:.2f}s"
+                     + (f" (slowed ×{slowdown})" if slowdown else ""))
+    rec["throttle"] = {"high_events": high, "slowdown": slowdown,
+                       "grow_s": {n: p["grow_s"] for n, p in procs.items() if p["grow_s"] is not None}}
+    if rec.get("kills"):
+        return  # the plain verdict already says the kernel killed
+    ok = bool(high) and not timed_out
+    why = []
+    if not high:
+        why.append("memory.events high did not grow")
+    if timed_out:
+        why.append(f"the growers did not finish within the bound ({sc.timeout_s}s)")
+    rec.update(outcome="throttled", verdict="no-oom", as_expected=ok if sc.expect_outcome == "throttled" else False,
+               reason=("no OOM kill; " + "; ".join(facts)) + ("" if ok else "; but " + "; ".join(why)))
+
+
+def _allocating_fate(sc: Scenario, procs: dict[str, dict[str, Any]], state: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for n, p in procs.items():
+        if not p["grower"]:
+            continue
+        if p["grown"]:
+            cg = state.get(p["cgroup"]) or state.get("") or {}
+            peak, mx = cg.get("peak"), cg.get("max")
+            over = f" (memory.peak {_mib(peak)} > memory.max {_mib(mx)})" if peak and mx and peak > mx else ""
+            out[n] = "completed its growth: the kernel forced the charge past the limit" + over
+        elif p["alive"]:
+            out[n] = ("still looping when the bound expired: charge -> OOM -> no victim -> -ENOMEM -> "
+                      "VM_FAULT_OOM -> the fault is retried; killed by the harness at the bound")
+        else:
+            rc = p["returncode"]
+            sig = f"signal {-rc}" if rc is not None and rc < 0 else f"exit {rc}"
+            out[n] = f"died ({sig}): the allocation failed"
+    return out
+
+
+def _judge_no_victim(sc: Scenario, rec: dict[str, Any], procs: dict[str, dict[str, Any]],
+                     state: dict[str, Any]) -> None:
+    """Every task in the OOM domain at -1000: 6.12 ``mm/oom_kill.c`` ``out_of_memory()`` finds no
+    victim, prints ``dump_header()`` and "Out of memory and no killable processes..." (not under
+    the ``oom_rs`` ratelimit: every invocation prints a full report) and returns false; a memcg
+    OOM then fails the charge (6.12 ``try_charge_memcg``: ``nomem`` -> -ENOMEM, the fault is
+    retried), 5.10 forces it (``mem_cgroup_oom() == OOM_FAILED`` -> ``goto force``)."""
+    docs = rec.get("events") or []
+    fates = _allocating_fate(sc, procs, state)
+    rec["allocating_task"] = fates
+    reports = sum(1 for d in docs if d.get("verdict") == "no-victim")
+    kills = rec.get("kills") or []
+    predicted = [d.get("predicted_victim") for d in docs if d.get("predicted_victim")]
+    msg = "Out of memory and no killable processes..."
+    facts = [f"{reports} OOM report(s) ending {msg!r}" if reports else "no OOM report"]
+    facts += [f"{n}: {f}" for n, f in fates.items()]
+    ok = bool(docs) and not kills and reports == len(docs) and not predicted
+    why = []
+    if kills:
+        why.append("the kernel killed " + ", ".join(str(k.get("workload") or k.get("name")) for k in kills))
+    if predicted:
+        why.append("the model predicts a victim: " + ", ".join(str(p.get("name")) for p in predicted[:3]))
+    if not docs:
+        why.append("no OOM happened")
+    rec.update(outcome="no-victim" if docs and not kills else rec.get("outcome", "error"),
+               verdict="no-victim" if ok else rec.get("verdict", "error"),
+               as_expected=ok and sc.expect_outcome == "no-victim",
+               reason="; ".join(facts) + ("; the model agrees: no eligible task" if ok else "; but " + "; ".join(why)))
+    rec.pop("second_victims", None)
+    rec.pop("second_kill_cause", None)
+
+
+def _judge_unfreed(sc: Scenario, rec: dict[str, Any], before: dict[str, Any], after: dict[str, Any]) -> None:
+    """A tmpfs file is shmem charged to the cgroup of the task that wrote it, and owned by the
+    file, not by any process: it is in nobody's RSS (so not in any badness) and no kill frees it
+    (kubernetes#128339: a pod's memory-backed emptyDir keeps it at its limit after the kill)."""
+    b, a = before.get("", {}), after.get("", {})
+    tmpfs = sum(w.size for w in sc.workloads if w.kind == "tmpfs")
+    victim_kb = sum(k.get("anon_rss_kb", 0) + k.get("file_rss_kb", 0) + k.get("shmem_rss_kb", 0)
+                    for k in rec.get("kills", []))
+    cur, shm, mx = a.get("current"), a.get("shmem"), a.get("max")
+    rec["unfreed"] = {
+        "tmpfs_written": tmpfs,
+        "current_before_trigger": b.get("current"),
+        "current_after_kill": cur,
+        "shmem_after_kill": shm,
+        "memory_max": mx,
+        "victims_rss_kb": victim_kb,
+        "why": "tmpfs pages belong to the file, not to a process: not in any RSS or badness, and no kill "
+               "frees them (kubernetes#128339)",
+    }
+    if not rec.get("kills") or cur is None:
+        return
+    share = f", {cur * 100 // mx}% of memory.max" if mx else ""
+    rec["reason"] = (rec.get("reason", "") + f"; the kill freed ~{victim_kb // 1024} MiB (the victims' RSS) and left "
+                     f"{_mib(cur)} charged{share}, of which {_mib(shm)} is the tmpfs file no kill can free "
+                     "(kubernetes#128339)")
+    if shm is None or shm < tmpfs * 9 // 10:
+        rec["as_expected"] = False
+        rec["reason"] += f"; but only {_mib(shm)} of the {_mib(tmpfs)} tmpfs file stayed charged"
+
+
+def judge(sc: Scenario, rec: dict[str, Any], *, before: dict[str, Any], after: dict[str, Any],
+          cgs: dict[str, Any], procs: dict[str, dict[str, Any]], timed_out: bool) -> None:
+    """Complete the engine's verdict *rec* in place (see the module docstring).  *procs*: per
+    workload ``grower, grown, grow_s, alive, returncode, cgroup``; *before*/*after*:
+    :func:`memory_state` before the trigger and after the kernel acted."""
+    rec["memory_state"] = {"before": before, "after": after}
+    if rec.get("verdict") == "error" and sc.expect_outcome != "no-victim":
+        return
+    if sc.expect_outcome == "throttled" or any(s.memory_high is not None for s, _ in _specs(sc.cgroup).values()):
+        _judge_throttled(sc, rec, procs, timed_out)
+    if sc.expect_outcome == "no-victim":
+        _judge_no_victim(sc, rec, procs, after)
+    if any(w.kind == "tmpfs" for w in sc.workloads):
+        _judge_unfreed(sc, rec, before, after)
+    if rec.get("kills") and any(s.oom_group for s, _ in _specs(sc.cgroup).values()):
+        _judge_group(sc, rec, cgs)
