@@ -403,6 +403,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
             _send(pr, "go")
         trig_ts = time.monotonic()
         outcome = _wait_outcome(sel, procs, cursor, sc, root)
+        situations.stop_at_bound(sc, outcome, [(pr.wl.name, pr.popen) for pr in growers])
         timings["kill"] = time.monotonic() - t2
         # -- collect -------------------------------------------------------------------------------
         t3 = time.monotonic()
@@ -412,7 +413,8 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
         t4 = time.monotonic()
         rec.update(_judge(sc, cursor, root, pid_map, snap, dead, pre_kills, layout.version, outcome, launcher))
         rec.time_to_kill_s = round(outcome["first_death"] - trig_ts, 4) if outcome.get("first_death") else None
-        _count_and_situate(rec, sc, opts, layout.version, root, cgs, procs, pre_counters, pre_state, outcome)
+        _count_and_situate(rec, sc, opts, layout.version, root, cgs, procs, pre_counters, pre_state, outcome,
+                           cursor.gaps)
         timings["parse_model"] = time.monotonic() - t4
         rec.kernel_log = cursor.text()
         rec.kmsg_gaps = cursor.gaps
@@ -456,19 +458,20 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
 
 def _count_and_situate(rec: ScenarioRecord, sc: Scenario, opts: EngineOptions, cg_version: int, root: Sandbox,
                        cgs: dict[str, Sandbox], procs: dict[int, _Proc], pre_counters: dict[str, Any],
-                       pre_state: dict[str, Any], outcome: dict[str, Any]) -> None:
+                       pre_state: dict[str, Any], outcome: dict[str, Any], kmsg_gaps: int) -> None:
     """Kill counting (the kernel's counters against the log's kill lines) and the situation
     facts (:mod:`harness.machine.situations`) added to the verdict record."""
     d = rec.to_dict()
     kc = kill_count(pre_counters, read_counters(root.path, cg_version), len(d.get("kills") or []), cg_version,
-                    machine_private=opts.backend == "vm")
-    kc["log_reports"] = len(d.get("events") or [])
+                    machine_private=opts.backend == "vm", log_reports=len(d.get("events") or []),
+                    kmsg_gaps=kmsg_gaps)
     d["kill_count"] = kc
     if kc["differences"]:
         d["reason"] = (d.get("reason") or "") + "; kill count differs: " + "; ".join(kc["differences"])
     info = {
         pr.wl.name: {"grower": pr.wl.grow is not None, "grown": pr.grown, "grow_s": pr.grow_s,
-                     "alive": pr.popen.poll() is None, "returncode": pr.popen.returncode, "cgroup": pr.wl.cgroup}
+                     "alive": pr.popen.poll() is None, "returncode": pr.popen.returncode, "cgroup": pr.wl.cgroup,
+                     "alive_at_bound": outcome.get("alive_at_bound", [])}
         for pr in procs.values()
     }
     situations.judge(sc, d, before=pre_state, after=situations.memory_state(cgs), cgs=cgs, procs=info,

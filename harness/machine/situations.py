@@ -60,6 +60,25 @@ def workload_path(tmpdir: str, name: str) -> str:
     return os.path.join(tmpdir, "tmpfs", f"{name}.tmpfs")
 
 
+def stop_at_bound(sc: Scenario, outcome: dict[str, Any], growers: list[tuple[str, Any]]) -> None:
+    """A scenario that expects no victim and hit its bound: the growers still alive are looping in
+    the kernel (charge, reclaim, an OOM report each time); SIGKILL them now, before the log is
+    collected, and note who was alive (:func:`_allocating_fate` reports it).  Otherwise they would
+    flood the log and eat the CPU while the engine reads and parses it."""
+    if sc.expect_outcome != "no-victim" or not outcome.get("timed_out"):
+        return
+    alive = [name for name, p in growers if p.poll() is None]
+    outcome["alive_at_bound"] = alive
+    for name, p in growers:
+        if name in alive:
+            with contextlib.suppress(OSError):
+                p.kill()
+    for name, p in growers:
+        if name in alive:
+            with contextlib.suppress(Exception):
+                p.wait(timeout=10)
+
+
 # -- protection ---------------------------------------------------------------------------------------
 
 
@@ -105,8 +124,8 @@ def _stat(path: str) -> dict[str, int]:
 
 
 def memory_state(cgs: dict[str, Any]) -> dict[str, dict[str, int | None]]:
-    """Per cgroup name: memory.current, memory.max, memory.peak (5.19+) and the memory.stat
-    lines the situations use (bytes)."""
+    """Per cgroup name: memory.current, memory.max, memory.peak (5.19+), memory.swap.current and
+    the memory.stat lines the situations use (bytes)."""
     out: dict[str, dict[str, int | None]] = {}
     for name, sb in cgs.items():
         st = _stat(os.path.join(sb.path, "memory.stat"))
@@ -114,6 +133,7 @@ def memory_state(cgs: dict[str, Any]) -> dict[str, dict[str, int | None]]:
             "current": _read_int(os.path.join(sb.path, "memory.current")),
             "max": _read_int(os.path.join(sb.path, "memory.max")),
             "peak": _read_int(os.path.join(sb.path, "memory.peak")),
+            "swap": _read_int(os.path.join(sb.path, "memory.swap.current")),
             "anon": st.get("anon"),
             "file": st.get("file"),
             "shmem": st.get("shmem"),
@@ -181,7 +201,9 @@ def _judge_group(sc: Scenario, rec: dict[str, Any], cgs: dict[str, Any]) -> None
     pred = (rec.get("predicted_victim") or {}).get("workload")
     obs = (rec.get("observed_victim") or {}).get("workload")
     group, want = group_victims(sc, pred or obs, _domain(rec, cgs))
-    killed = sorted({k["workload"] for k in rec.get("kills", []) if k.get("workload")})
+    # the first OOM's kills (a later, separate OOM is judged as a second victim by the engine)
+    first = {k["pid"] for k in (rec.get("events") or [{}])[0].get("kills", [])}
+    killed = sorted({k["workload"] for k in rec.get("kills", []) if k.get("workload") and k["pid"] in first})
     rec["predicted_victims"] = want
     rec["predicted_group"] = group
     rec["killed_workloads"] = killed
@@ -258,7 +280,7 @@ def _allocating_fate(sc: Scenario, procs: dict[str, dict[str, Any]], state: dict
             peak, mx = cg.get("peak"), cg.get("max")
             over = f" (memory.peak {_mib(peak)} > memory.max {_mib(mx)})" if peak and mx and peak > mx else ""
             out[n] = "completed its growth: the kernel forced the charge past the limit" + over
-        elif p["alive"]:
+        elif p["alive"] or n in p.get("alive_at_bound", ()):
             out[n] = ("still looping when the bound expired: charge -> OOM -> no victim -> -ENOMEM -> "
                       "VM_FAULT_OOM -> the fault is retried; killed by the harness at the bound")
         else:
@@ -284,6 +306,7 @@ def _judge_no_victim(sc: Scenario, rec: dict[str, Any], procs: dict[str, dict[st
     msg = "Out of memory and no killable processes..."
     facts = [f"{reports} OOM report(s) ending {msg!r}" if reports else "no OOM report"]
     facts += [f"{n}: {f}" for n, f in fates.items()]
+    facts += (rec.get("kill_count") or {}).get("notes", [])
     ok = bool(docs) and not kills and reports == len(docs) and not predicted
     why = []
     if kills:

@@ -238,6 +238,7 @@ def rows_frame(runs: Sequence[Run]) -> pd.DataFrame:
                 "oom_score_agree": osc.get("agree") if isinstance(osc, dict) else None,
                 "reason": r.get("reason"),
                 "second_victims": ",".join(map(str, r.get("second_victims") or [])) or "-",
+                "kill_count": kill_count_cell(r.get("kill_count")),
                 "duration_s": _num(r.get("duration_s")),
             }
             for k, v in (r.get("timings") or {}).items():
@@ -250,6 +251,21 @@ def rows_frame(runs: Sequence[Run]) -> pd.DataFrame:
     df["as_expected"] = df["as_expected"].astype("object")
     df["oom_score_agree"] = df["oom_score_agree"].astype("object")
     return df
+
+
+def kill_count_cell(kc: Any) -> str:
+    """The kill count of a row in one cell: ``1`` when the log's Killed lines and the kernel's
+    counters agree, else every count (``log 1 ≠ memcg 2``): a difference is shown, never hidden."""
+    if not isinstance(kc, dict):
+        return "-"
+    if kc.get("agree"):
+        return str(kc.get("log"))
+    parts = [f"log {kc.get('log')}"]
+    if kc.get("memcg_oom_kill") is not None:
+        parts.append(f"memcg {kc['memcg_oom_kill']}")
+    if kc.get("vmstat_oom_kill") is not None and kc.get("vmstat_compared"):
+        parts.append(f"vmstat {kc['vmstat_oom_kill']}")
+    return " ≠ ".join(parts)
 
 
 def _expected(r: dict[str, Any]) -> str | None:
@@ -321,7 +337,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
         "scenario", "kernel_label", "kernel", "attempts", "observed_victim", "predicted_victim", "verdict",
         "as_expected", "outcome", "victim_points", "runner_up", "runner_up_points", "time_to_kill_s",
         "time_to_kill_min_s", "time_to_kill_max_s", "report_format", "format_tags", "era", "stable", "partial",
-        "run_ids", "reason", "second_victims",
+        "run_ids", "reason", "second_victims", "kill_count",
     ]
     if rows.empty:
         return pd.DataFrame(columns=cols)
@@ -348,6 +364,7 @@ def aggregate(rows: pd.DataFrame) -> pd.DataFrame:
             "format_tags": ",".join(sorted(set().union(*(_tags(t) for t in g["format_tags"])))),
             "era": _tally(g["era"]),
             "second_victims": _tally(g["second_victims"]) if "second_victims" in g else "-",
+            "kill_count": _tally(g["kill_count"]) if "kill_count" in g else "-",
             "stable": bool(g["observed_victim"].nunique(dropna=False) == 1 and g["verdict"].nunique() == 1),
             "partial": bool(g["run_status"].isin(PARTIAL).any()),
             "run_ids": ",".join(dict.fromkeys(g["run_id"])),
@@ -366,8 +383,8 @@ def _median(s: pd.Series) -> float | None:
 
 
 #: (name, column) of what is compared across kernels; behaviour first, then the report's format.
-BEHAVIOUR = (("victim", "observed_victim"), ("verdict", "verdict"), ("as expected", "as_expected"),
-             ("second kill", "second_victims"))
+BEHAVIOUR = (("victim", "observed_victim"), ("outcome", "outcome"), ("verdict", "verdict"),
+             ("as expected", "as_expected"), ("second kill", "second_victims"), ("kill count", "kill_count"))
 FORMAT = (("table layout", "report_format"), ("fingerprints", "format_tags"))
 
 
@@ -405,7 +422,9 @@ def differences(agg: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str,
                 "victim": r.observed_victim,
                 "verdict": r.verdict,
                 "as expected": r.as_expected,
+                "outcome": r.outcome,
                 "second kill": r.second_victims,
+                "kill count": r.kill_count,
                 "table layout": r.report_format,
                 "fingerprints": r.format_tags,
             }
@@ -685,7 +704,8 @@ def _md(v: Any) -> str:
 
 FULL_HEADERS = ["scenario", "kernel", "runs", "killed", "model", "verdict", "as expected", "points", "runner-up pts",
                 "kill (s)", "table layout", "Δ"]
-SHORT = {"victim": "victim", "verdict": "verdict", "as expected": "expected", "second kill": "2nd kill",
+SHORT = {"victim": "victim", "outcome": "outcome", "verdict": "verdict", "as expected": "expected",
+         "second kill": "2nd kill", "kill count": "kills",
          "table layout": "format", "fingerprints": "format"}
 LEGEND = ("killed / model: the workload the kernel killed / the model predicted; points: the victim's badness points, "
           "runner-up pts: the next task's; kill (s): time from trigger to kill; Δ: what differs between kernels for "
@@ -751,14 +771,19 @@ def _blocks(rep: Report, plots: Sequence[str]) -> list[Block]:
     bd = rep.behaviour_diffs
     out.append(("h3", f"Victim, verdict or expectation differs ({len(bd)})"))
     if bd:
-        out.append(("p", "Each kernel's cell: killed workload · verdict · as expected (· then a second victim, "
-                         "when the kernel killed again)."))
+        out.append(("p", "Each kernel's cell: killed workload · verdict · as expected (· the outcome when nobody "
+                         "was killed; · then a second victim, when the kernel killed again; · the kill count when "
+                         "the log's Killed lines and the kernel's counters disagree)."))
         rows = []
         for d in bd:
             cells = []
             for k in ks:
                 v = d["kernels"].get(k)
                 second = f" · then {v['second kill']}" if v and v.get("second kill") not in (None, "-") else ""
+                if v and v.get("victim") in (None, "-") and v.get("outcome"):
+                    second = f" · {v['outcome']}{second}"
+                if v and "≠" in str(v.get("kill count") or ""):
+                    second += f" · kills {v['kill count']}"
                 cells.append(f"{v['victim']} · {v['verdict']} · {v['as expected']}{second}" if v else "-")
             rows.append([d["scenario"], ", ".join(d["behaviour"]), *cells])
         out.append(("table", ["scenario", "differs in", *ks], rows, ["diff"] * len(rows)))
