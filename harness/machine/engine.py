@@ -402,7 +402,9 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
         for pr in growers:
             _send(pr, "go")
         trig_ts = time.monotonic()
+        manual_death = situations.trigger(sc, [pr.popen for pr in procs.values()], sc.timeout_s)
         outcome = _wait_outcome(sel, procs, cursor, sc, root)
+        outcome["first_death"] = outcome.get("first_death") or manual_death
         situations.stop_at_bound(sc, outcome, [(pr.wl.name, pr.popen) for pr in growers])
         timings["kill"] = time.monotonic() - t2
         # -- collect -------------------------------------------------------------------------------

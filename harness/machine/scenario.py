@@ -117,6 +117,7 @@ class Scenario:
     flaky: str | None = None  # declared reason, if the kernel's choice is legitimately unstable
     second_victim_ok: str | None = None  # declared reason why a second kill may legitimately follow
     requires: list[str] = field(default_factory=list)  # cgroup2 | numa | swap
+    trigger: str = "grow"  # grow: the growers are the trigger; sysrq-f: echo f > /proc/sysrq-trigger (VM)
     raw: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -165,7 +166,9 @@ _TOP = {
     "sysctl",
     "flaky",
     "requires",
+    "trigger",
 }
+TRIGGERS = {"grow", "sysrq-f"}
 REQUIREMENTS = {"cgroup2", "numa", "swap"}
 _CG = {"memory_max", "swap_max", "memory_high", "memory_min", "memory_low", "oom_group", "cpuset_mems", "children",
        "name"}
@@ -338,7 +341,12 @@ def scenario_from_dict(d: dict[str, Any], path: str = "<dict>", text: str = "") 
     if outcome == "no-victim" and victim is not None:
         raise c.fail("expect.victim makes no sense when outcome is no-victim (the kernel kills nobody)", "victim",
                      "expect")
-    if not any(w.grow is not None for w in wl) and outcome != "no-oom":
+    trigger = d.get("trigger", "grow")
+    if trigger not in TRIGGERS:
+        raise c.fail(f"trigger must be one of {sorted(TRIGGERS)}", "trigger")
+    if trigger == "sysrq-f" and "host" in backends:
+        raise c.fail('trigger = "sysrq-f" OOM-kills on the whole machine: only for backends = ["vm"]', "trigger")
+    if not any(w.grow is not None for w in wl) and outcome != "no-oom" and trigger == "grow":
         raise c.fail('no workload grows: give the trigger workload grow = "until-killed" or a size', None, "workload")
     return Scenario(
         name=name,
@@ -355,6 +363,7 @@ def scenario_from_dict(d: dict[str, Any], path: str = "<dict>", text: str = "") 
         flaky=d.get("flaky"),
         requires=requires,
         second_victim_ok=exp.get("second_victim_ok"),
+        trigger=trigger,
         raw=d,
     )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import time
 from typing import Any
 
 from .scenario import CgroupSpec, Scenario
@@ -77,6 +78,23 @@ def stop_at_bound(sc: Scenario, outcome: dict[str, Any], growers: list[tuple[str
         if name in alive:
             with contextlib.suppress(Exception):
                 p.wait(timeout=10)
+
+
+def trigger(sc: Scenario, workers: list[Any], timeout: float) -> float | None:
+    """``trigger = "sysrq-f"``: a manual OOM, ``echo f > /proc/sysrq-trigger`` (6.12
+    drivers/tty/sysrq.c moom_callback(): ``order = -1``, no memcg, no nodemask, GFP_KERNEL, run
+    from a workqueue; 6.12 mm/oom_kill.c: ``is_sysrq_oom()`` skips check_panic_on_oom() and the
+    wait for an exiting victim). Waits (bounded) for a workload to die; returns when it did."""
+    if sc.trigger != "sysrq-f":
+        return None
+    with open("/proc/sysrq-trigger", "w") as f:
+        f.write("f")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.poll() is not None for p in workers):
+            return time.monotonic()
+        time.sleep(0.005)
+    return None
 
 
 # -- protection ---------------------------------------------------------------------------------------
@@ -277,7 +295,8 @@ def _allocating_fate(sc: Scenario, procs: dict[str, dict[str, Any]], state: dict
             continue
         if p["grown"]:
             cg = state.get(p["cgroup"]) or state.get("") or {}
-            peak, mx = cg.get("peak"), cg.get("max")
+            # memory.peak is 5.19+; before it, memory.current after the growth says the same
+            peak, mx = max(cg.get("peak") or 0, cg.get("current") or 0), cg.get("max")
             over = f" (memory.peak {_mib(peak)} > memory.max {_mib(mx)})" if peak and mx and peak > mx else ""
             out[n] = "completed its growth: the kernel forced the charge past the limit" + over
         elif p["alive"] or n in p.get("alive_at_bound", ()):
