@@ -289,6 +289,10 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
     notes: list[str] = []
     if choice.suspect_version:
         notes.append("kernel version contradicts the report format (vendor back-port?)")
+    if ev.memcg is not None and (ev.memcg.min_protection_kb or ev.memcg.low_protection_kb):
+        # 6.19+ prints the OOM memcg's protection; oom_badness() has no protection term (6.12 and 7.2 mm/oom_kill.c)
+        notes.append(f"memory.min/low protection ({ev.memcg.min_protection_kb} kB / {ev.memcg.low_protection_kb} kB) "
+                     "shields memory from reclaim only: victim selection ignores it, and so does the model")
     if previous is not None:
         note = _second_kill_note(ev, previous, era)
         if note:

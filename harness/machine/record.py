@@ -113,6 +113,7 @@ class ScenarioRecord:
     predicted_group: str | None = _unset()
     killed_workloads: list[str] = _unset()
     survivors: list[str] = _unset()
+    protection: dict[str, Any] = _unset()
     # the run
     kernel_log: str = _unset()
     kmsg_gaps: int = _unset()

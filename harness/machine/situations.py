@@ -235,6 +235,34 @@ def _judge_group(sc: Scenario, rec: dict[str, Any], cgs: dict[str, Any]) -> None
         rec["reason"] = rec.get("reason", "") + f"; every victim as the model predicts ({where}): {', '.join(want)}"
 
 
+def _judge_protection(sc: Scenario, rec: dict[str, Any], after: dict[str, Any]) -> None:
+    """memory.min / memory.low shield a cgroup's memory from *reclaim* (6.12 mm/vmscan.c
+    shrink_node_memcgs(): mem_cgroup_below_min() skips it always, mem_cgroup_below_low() unless a
+    first pass reclaimed nothing, then memory.events ``low`` counts the breach); the OOM killer
+    has no such term (6.12 mm/oom_kill.c oom_badness()), so the largest task of the OOM domain dies
+    even inside a protected cgroup.  Records where reclaim went (swap per cgroup) and says so."""
+    specs = _specs(sc.cgroup)
+    prot = {n for n, (sp, _) in specs.items() if sp.memory_min or sp.memory_low}
+    events = (rec.get("kill_count") or {}).get("events", {})
+    facts = []
+    for name in sorted(n for n in specs if n):
+        st = after.get(name) or {}
+        sp = specs[name][0]
+        how = (f"memory.min {_mib(sp.memory_min)}" if sp.memory_min else
+               f"memory.low {_mib(sp.memory_low)}" if sp.memory_low else "unprotected")
+        low = events.get(name, {}).get("low")
+        facts.append(f"{name} ({how}): {_mib(st.get('swap'))} swapped out" + (f", memory.events low +{low}" if low
+                                                                             else ""))
+    victim = (rec.get("observed_victim") or {}).get("workload")
+    wl = {w.name: w for w in sc.workloads}
+    in_prot = victim in wl and wl[victim].cgroup in prot
+    rec["protection"] = {"protected": sorted(prot), "victim_in_protected": in_prot,
+                         "swap_after": {n: (after.get(n) or {}).get("swap") for n in specs}}
+    rec["reason"] = (rec.get("reason", "") + "; reclaim: " + ", ".join(facts)
+                     + ("; the victim is in a protected cgroup: memory.min/low protect from reclaim only, "
+                        "oom_badness() has no protection term and the model ignores it too" if in_prot else ""))
+
+
 # -- the judge ----------------------------------------------------------------------------------------
 
 
@@ -386,5 +414,7 @@ def judge(sc: Scenario, rec: dict[str, Any], *, before: dict[str, Any], after: d
         _judge_no_victim(sc, rec, procs, after)
     if any(w.kind == "tmpfs" for w in sc.workloads):
         _judge_unfreed(sc, rec, before, after)
+    if rec.get("kills") and any(s.memory_min or s.memory_low for s, _ in _specs(sc.cgroup).values()):
+        _judge_protection(sc, rec, after)
     if rec.get("kills") and any(s.oom_group for s, _ in _specs(sc.cgroup).values()):
         _judge_group(sc, rec, cgs)
