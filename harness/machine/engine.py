@@ -519,7 +519,8 @@ def _apply_sysctl(values: dict[str, str], old: dict[str, str]) -> None:
     """Set sysctls, remembering each previous value in *old* as it goes (so a failure halfway
     still restores what was changed)."""
     for k, v in values.items():
-        path = "/proc/sys/" + k.replace(".", "/")
+        # a key that is a /sys path is a module parameter (e.g. /sys/module/zswap/parameters/enabled)
+        path = k if k.startswith("/sys/") else "/proc/sys/" + k.replace(".", "/")
         try:
             with open(path) as f:
                 old[k] = f.read().strip()
