@@ -231,7 +231,8 @@ def _judge_group(sc: Scenario, rec: dict[str, Any], cgs: dict[str, Any]) -> None
         rec["reason"] = (f"the model predicts the kill of {want} (group {group!r}), the kernel killed {killed}; "
                          + rec.get("reason", ""))
     elif rec.get("outcome") in ("kill", "group-kill"):
-        where = f"memory.oom.group of {group or 'the sandbox'!r}" if group else "no memory.oom.group up to the domain"
+        where = (f"memory.oom.group of {group or 'the sandbox'!r}" if group is not None
+                 else "no memory.oom.group up to the domain")
         rec["reason"] = rec.get("reason", "") + f"; every victim as the model predicts ({where}): {', '.join(want)}"
 
 
@@ -343,7 +344,8 @@ def _judge_no_victim(sc: Scenario, rec: dict[str, Any], procs: dict[str, dict[st
     victim, prints ``dump_header()`` and "Out of memory and no killable processes..." (not under
     the ``oom_rs`` ratelimit: every invocation prints a full report) and returns false; a memcg
     OOM then fails the charge (6.12 ``try_charge_memcg``: ``nomem`` -> -ENOMEM, the fault is
-    retried), 5.10 forces it (``mem_cgroup_oom() == OOM_FAILED`` -> ``goto force``)."""
+    retried).  5.10 as released forced it instead (``mem_cgroup_oom() == OOM_FAILED`` ->
+    ``goto force``); a4ebf1b6ca1e (5.16, in 5.10.80 stable) removed that."""
     docs = rec.get("events") or []
     fates = _allocating_fate(sc, procs, state)
     rec["allocating_task"] = fates
