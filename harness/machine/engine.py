@@ -510,6 +510,8 @@ def unmet_requirements(sc: Scenario, cgroup_version: int) -> list[str]:
             out.append("two NUMA nodes (run it with --backend vm)")
         elif r == "swap" and not meminfo().get("SwapTotal"):
             out.append("swap (run it with --backend vm)")
+        elif r == "zswap" and not os.path.isdir("/sys/module/zswap"):
+            out.append("zswap (this kernel is built without CONFIG_ZSWAP)")
     if any(w.oom_score_adj < 0 for w in sc.workloads) and not can_lower_oom_score_adj():
         out.append("CAP_SYS_RESOURCE to set a negative oom_score_adj (this root lacks it; run it with --backend vm)")
     return out

@@ -116,7 +116,7 @@ class Scenario:
     sysctl: dict[str, str] = field(default_factory=dict)
     flaky: str | None = None  # declared reason, if the kernel's choice is legitimately unstable
     second_victim_ok: str | None = None  # declared reason why a second kill may legitimately follow
-    requires: list[str] = field(default_factory=list)  # cgroup2 | numa | swap
+    requires: list[str] = field(default_factory=list)  # cgroup2 | numa | swap | zswap
     trigger: str = "grow"  # grow: the growers are the trigger; sysrq-f: echo f > /proc/sysrq-trigger (VM)
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -169,7 +169,7 @@ _TOP = {
     "trigger",
 }
 TRIGGERS = {"grow", "sysrq-f"}
-REQUIREMENTS = {"cgroup2", "numa", "swap"}
+REQUIREMENTS = {"cgroup2", "numa", "swap", "zswap"}
 _CG = {"memory_max", "swap_max", "memory_high", "memory_min", "memory_low", "oom_group", "cpuset_mems", "children",
        "name"}
 _WL = {
