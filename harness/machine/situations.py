@@ -155,6 +155,8 @@ def memory_state(cgs: dict[str, Any]) -> dict[str, dict[str, int | None]]:
             "anon": st.get("anon"),
             "file": st.get("file"),
             "shmem": st.get("shmem"),
+            "zswap": st.get("zswap"),  # compressed bytes in the zswap pool (5.19+ memory.stat)
+            "zswapped": st.get("zswapped"),  # bytes of the pages it holds
         }
     return out
 
