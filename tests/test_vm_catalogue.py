@@ -173,3 +173,40 @@ def test_sigkilled_vm_run_leaves_nothing_the_next_run_cannot_remove(tmp_path):
     assert r.returncode == 0
     for d in left:
         assert d in r.stdout and not os.path.exists(d)
+
+
+LEFTOVERS = r"""
+import glob, json, os
+def read(p):
+    try:
+        return open(p).read().strip()
+    except OSError:
+        return None
+mem = dict(l.split(":", 1) for l in open("/proc/meminfo"))
+print(json.dumps({
+    "nr_hugepages": read("/proc/sys/vm/nr_hugepages"),
+    "hugepages_total": mem.get("HugePages_Total", "").strip(),
+    "panic_on_oom": read("/proc/sys/vm/panic_on_oom"),
+    "zswap": read("/sys/module/zswap/parameters/enabled"),
+    "cgroups": [d for d in os.listdir("/sys/fs/cgroup") if d.startswith("oomh-")],
+    "mounts": [l.split()[1] for l in open("/proc/mounts") if "oomh" in l],
+    "tmp": glob.glob("/tmp/oomh-[0-9]*"),
+}))
+"""
+
+
+def test_situations_leave_nothing_in_a_reused_guest(guest):
+    """hugepages released, sysctls and zswap put back, no cgroup, tmpfs or temp dir left over."""
+    before = json.loads(guest.python(LEFTOVERS, timeout=60).stdout.strip().splitlines()[-1])
+    from harness.machine.scenario import catalogue
+
+    for name in ("hugetlb-not-counted", "tmpfs-survives-kill", "sysrq-manual-oom", "zswap-swapped-victim"):
+        sc = next(s for s in catalogue("vm") if s.name == name)
+        gpath = f"/tmp/{name}.toml"
+        with open(sc.path, "rb") as f:
+            guest.write_file(gpath, f.read())
+        r = guest.run_module("harness.machine.guest", [gpath], timeout=sc.timeout_s + 60, oom_score_adj=-1000)
+        assert "@@OOMH-RECORD@@" in r.stdout, r.stderr[-500:]
+    after = json.loads(guest.python(LEFTOVERS, timeout=60).stdout.strip().splitlines()[-1])
+    assert after == before, (before, after)
+    assert after["hugepages_total"] == "0" and not after["cgroups"] and not after["mounts"] and not after["tmp"]
