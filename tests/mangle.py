@@ -12,6 +12,10 @@ wrap then interleave, and so on.  They model real tools, not random damage:
 * :func:`interleave` - unrelated kernel lines (journald, a NIC driver, audit, an instrumented
   kernel's debug printks) between the report's lines, even between two task-table rows;
 * :func:`mid_report` - an excerpt that starts after the ``invoked oom-killer`` header;
+* :func:`quoted_printable` - a mail sent as quoted-printable (RFC 2045): ``=`` as ``=3D``, lines
+  over 76 characters broken with a soft ``=`` (the continuation has no quote marker of its own);
+* :func:`print_wrap` - a browser's print of a log view: lines broken at a space, each continuation
+  starting `` ↪``;
 * :func:`envelope` - the prefix variants: ``<4>``, ``host kernel:``, indentation, CRLF, HTML
   escaping, doubled blank lines.
 """
@@ -33,7 +37,9 @@ __all__ = [
     "interleave",
     "mail_wrap",
     "mid_report",
+    "print_wrap",
     "quote",
+    "quoted_printable",
 ]
 
 # Ordinary kernel lines a busy machine logs between (and inside) an OOM report's lines.
@@ -90,6 +96,44 @@ def hard_wrap(lines: list[str], width: int) -> list[str]:
             out.append(line[:width])
             line = line[width:]
         out.append(line)
+    return out
+
+
+def quoted_printable(lines: list[str], width: int = 76) -> list[str]:
+    """RFC 2045 6.7 encoding: ``=`` and non-ASCII bytes as ``=XX``, a trailing space as ``=20``,
+    and soft line breaks (``=`` ending a piece) keeping each encoded line within *width*."""
+    out: list[str] = []
+    for line in lines:
+        enc = []
+        for ch in line:
+            if ch == "=" or ord(ch) > 126 or (ord(ch) < 32 and ch != "\t"):
+                enc.append("".join(f"={b:02X}" for b in ch.encode()))
+            else:
+                enc.append(ch)
+        if enc and enc[-1] in (" ", "\t"):
+            enc[-1] = f"={ord(enc[-1]):02X}"
+        piece = ""
+        for tok in enc:  # an escape is never split
+            if len(piece) + len(tok) > width - 1:
+                out.append(piece + "=")
+                piece = ""
+            piece += tok
+        out.append(piece)
+    return out
+
+
+def print_wrap(lines: list[str], width: int = 60, marker: str = " \u21aa") -> list[str]:
+    """Break at the last space that fits, the space replaced by a continuation *marker*."""
+    out: list[str] = []
+    for line in lines:
+        prefix = ""
+        while len(prefix) + len(line) > width:
+            cut = line.rfind(" ", 0, width - len(prefix) + 1)
+            if cut <= 0 or not line[:cut].strip():
+                break
+            out.append(prefix + line[:cut])
+            line, prefix = line[cut + 1 :], marker
+        out.append(prefix + line)
     return out
 
 

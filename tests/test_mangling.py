@@ -90,6 +90,10 @@ CLASSES: dict[str, tuple[Callable[[list[str], str], list[str]], str | None]] = {
     "crlf-fixed-80": (lambda ls, n: M.envelope(M.hard_wrap(ls, 80), "crlf"), "cr"),
     "html-quote-mail": (lambda ls, n: M.envelope(M.quote(M.mail_wrap(ls, 72)), "html"), "quote"),
     "blank-lines": (lambda ls, n: M.envelope(ls, "blank"), None),
+    "quoted-printable": (lambda ls, n: M.quoted_printable(ls), "quoted-printable"),
+    "quote-then-quoted-printable": (lambda ls, n: M.quoted_printable(M.quote(ls)), "quoted-printable"),
+    "print-wrap-arrows": (lambda ls, n: M.print_wrap(ls, 60), "wrap-marker"),
+    "syslog-then-print-wrap": (lambda ls, n: M.print_wrap(M.envelope(ls, "syslog"), 80), "wrap-marker"),
     **{f"envelope-{k}": (partial(_envelope, kind=k), None) for k in M.ENVELOPES},
 }
 

@@ -576,3 +576,35 @@ def test_ratelimited_kills_after_a_report_are_their_own_events():
     assert events[1].trigger is None and not events[1].complete
     d = analyze_all(events)[1].to_dict()
     assert d["verdict"] == "undecidable" and "suppressed" in d["reason"]
+
+
+def test_pre_2636_headers_start_an_event() -> None:
+    """mm/oom_kill.c out_of_memory(): up to 2.6.18 "oom-killer: gfp_mask=0x%x, order=%d" (no comm),
+    2.6.19-2.6.35 "%s invoked oom-killer: gfp_mask=0x%x, order=%d, oomkilladj=%d"."""
+    bare = parse_text("Nov  2 11:52:12 slesk kernel: oom-killer: gfp_mask=0x201d2, order=0\n")
+    assert len(bare) == 1 and bare[0].trigger is not None
+    t = bare[0].trigger
+    assert (t.comm, t.gfp_mask, t.order, t.oom_adj) == (None, 0x201D2, 0, None)
+    assert "header:bare" in bare[0].features
+    named = parse_text("[ 12.5] rtorrent invoked oom-killer: gfp_mask=0x201da, order=0, oomkilladj=-17\n")
+    t = named[0].trigger
+    assert t is not None and (t.comm, t.gfp_mask, t.order, t.oom_adj) == ("rtorrent", 0x201DA, 0, -17)
+    # a line that only mentions it is no header
+    assert parse_text("[ 1.0] foo: oom-killer: gfp_mask=0x201d2, order=0, oomkilladj=0 extra\n") == []
+
+
+def test_per_arch_show_mem_forms_feed_meminfo() -> None:
+    """arch/arm/mm/init.c (and arch/i386/mm/pgtable.c) show_mem() of 2.6/3.x: "Mem-info:",
+    "%d pages of RAM", "%d pages of HIGHMEM", "%d reserved pages"."""
+    text = (
+        "[ 1.0] a.out invoked oom-killer: gfp_mask=0x201da, order=0, oom_score_adj=0\n"
+        "[ 1.1] Mem-info:\n"
+        "[ 1.2] Normal per-cpu:\n"
+        "[ 1.3] 65536 pages of RAM\n"
+        "[ 1.4] 512 pages of HIGHMEM\n"
+        "[ 1.5] 2170 reserved pages\n"
+        "[ 1.6] Total swap = 0kB\n"
+    )
+    mi = parse_text(text)[0].meminfo
+    assert mi is not None
+    assert (mi.pages_ram, mi.pages_highmem, mi.pages_reserved, mi.total_swap_kb) == (65536, 512, 2170, 0)

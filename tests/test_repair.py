@@ -13,8 +13,8 @@ import mangle as M
 
 from harness.core.analysis import analyze_all
 from harness.core.logformat import normalize
-from harness.core.parser import parse_text
-from harness.core.repair import Repairer, shape_valid
+from harness.core.parser import parse_stream, parse_text
+from harness.core.repair import Repairer, qp_chunks, qp_decode, shape_valid
 
 FIX = Path(__file__).parent / "fixtures"
 VM = FIX / "vm"
@@ -193,3 +193,59 @@ def test_patched_kernel_kill_line_is_quoted_not_guessed() -> None:
     assert any("would have killed process 139" in u for u in ev.repairs.unrecognised)
     (a,) = analyze_all([ev])
     assert a.to_dict()["predicted_victim"]["pid"] == 139
+
+
+def test_quoted_printable_soft_breaks_then_escapes() -> None:
+    # join first: "=3D=\n" is an escape then a soft break, not "=" followed by a break
+    got = qp_decode("a gfp_mask=3D=\n0x100cca(GFP_KERNEL), order=3D0\n")
+    assert got == "a gfp_mask=0x100cca(GFP_KERNEL), order=0\n"
+    assert qp_decode("caf=C3=A9 x=20=\ny\n") == "café x y\n"
+
+
+def test_quoted_printable_needs_evidence() -> None:
+    """A netconsole pr_cont record cut after "cpuset=" ends in "=" too: no "=3D", no decoding."""
+    text = "[ 1146.798699] emerge cpuset=\n[ 1146.798700] /foo mems_allowed=0\n"
+    r = Repairer()
+    assert "".join(qp_chunks([text], r)) == text and not r.qp
+
+
+def test_quoted_printable_across_chunk_boundaries() -> None:
+    lines = M.quoted_printable(M.quote(clean("5.10-global-noswap.log")))
+    text = "\n".join(lines) + "\n"
+    want = verdicts("\n".join(clean("5.10-global-noswap.log")) + "\n")
+    for size in (7, 64, 1000):
+        chunks = [text[i : i + size] for i in range(0, len(text), size)]
+        events = list(parse_stream(chunks, keep_lines=False))
+        docs = [a.to_dict() for a in analyze_all(events)]
+        got = [(d["observed_victim"], d["predicted_victim"], d["verdict"]) for d in docs]
+        assert got == want, size
+        assert all(e.repairs.prefixes_stripped.get("quoted-printable") for e in events)
+
+
+def test_print_wrap_marker_dropped_where_the_pieces_meet() -> None:
+    text = (
+        "Oct 14 10:22:40 localhost kernel: Memory cgroup out of memory:\n"
+        " \u21aaKill process 2687 (sh) score 0 or sacrifice child\n"
+    )
+    r = Repairer()
+    out = r.push(text.splitlines()[0], 1) + r.push(text.splitlines()[1], 2) + r.flush()
+    assert [ll.text for ll in out] == ["Memory cgroup out of memory: Kill process 2687 (sh) score 0 or sacrifice child"]
+    assert "wrap-marker" in out[0].fixes
+
+
+def test_elision_inside_the_table_makes_it_incomplete() -> None:
+    """A poster's "…"/"[...]"/"<snip>" or grep's "--" between rows: rows are missing, so the
+    table is incomplete and a victim absent from it is undecidable, not a mismatch."""
+    lines = clean("5.10-global-noswap.log")
+    head = next(i for i, x in enumerate(lines) if "pid  ]" in x or "pid ]" in x)
+    victim = parse_text("\n".join(lines) + "\n")[0].kills[0].pid
+    for mark in ("…", "...", "[...]", "<snip>", "--"):
+        cut = [x for x in lines if f"[{victim:>7}]" not in x]
+        cut.insert(head + 2, mark)
+        events = parse_text("\n".join(cut) + "\n")
+        assert not events[0].table_complete, mark
+        assert any("elision" in m for m in events[0].missing), events[0].missing
+        assert verdicts("\n".join(cut) + "\n")[0][2] == "undecidable", mark
+    # outside the table the same marks change nothing
+    outside = lines[:3] + ["--", "..."] + lines[3:]
+    assert verdicts("\n".join(outside) + "\n") == verdicts("\n".join(lines) + "\n")

@@ -15,12 +15,12 @@ from typing import Any
 class Trigger:
     """``<comm> invoked oom-killer: gfp_mask=..., order=..., oom_score_adj=...``"""
 
-    comm: str
+    comm: str | None  # None: the pre-2.6.19 header "oom-killer: gfp_mask=..., order=..." names nobody
     gfp_mask: int | None = None
     gfp_flags: str | None = None
     order: int | None = None
     oom_score_adj: int | None = None
-    oom_adj: int | None = None  # 2.6.36-3.6 only
+    oom_adj: int | None = None  # 2.6.36-3.6 only (2.6.19-2.6.35: the header's "oomkilladj=")
     nodemask: str | None = None  # 4.9-4.18 header only
 
 

@@ -37,7 +37,8 @@ from .events import (
     Trigger,
 )
 from .logformat import LogLine, normalize
-from .repair import ENGAGE, Repairer
+from .repair import ELISION as _ELISION
+from .repair import ENGAGE, Repairer, qp_chunks
 
 __all__ = ["parse_text", "parse_file", "parse_stream", "parse_lines", "LiveParser", "LogReadError", "ParserBug"]
 
@@ -79,6 +80,13 @@ _TRIGGER = re.compile(
     r"(?: nodemask=(?P<nodemask>\S*?),)?\s*order=(?P<order>-?\d+),"
     r"(?: oom_adj=(?P<oom_adj>-?\d+),)? oom_score_adj=(?P<adj>-?\d+)"
 )
+# Before 2.6.36 (mm/oom_kill.c out_of_memory()): up to 2.6.18 printk("oom-killer: gfp_mask=0x%x,
+# order=%d\n") - no comm, no "invoked"; from then on "%s invoked oom-killer: gfp_mask=0x%x,
+# order=%d, oomkilladj=%d\n" (current->comm, current->oomkilladj).
+_TRIGGER_OLD = re.compile(
+    r"^(?:(?P<comm>.*?) invoked )?oom-killer: gfp_mask=(?P<gfp>0x[0-9a-fA-F]+|\d+), order=(?P<order>-?\d+)"
+    r"(?:, oomkilladj=(?P<adj>-?\d+))?$"
+)
 _CPUSET = re.compile(r"^(?P<comm>.*?) cpuset=(?P<cpuset>\S*) mems_allowed=(?P<mems>\S*)$")
 _DUMP_STACK = re.compile(
     r"^(?:CPU: \d+ (?:UID: \d+ )?PID: (?P<pid>\d+) Comm: .*?|Pid: (?P<pid2>\d+), comm: .*?)"
@@ -94,7 +102,12 @@ _MEMCG_STATS = re.compile(r"^Memory cgroup stats for (?P<path>[^:]*):(?P<rest>.*
 _STAT_KV = re.compile(r"^([a-z_]+)[: ](\d+)(KB)?$")
 _STAT_PAIR = re.compile(r"([a-z_]+):(\d+)KB")
 _PROTECTION = re.compile(r"^Memory cgroup min protection (\d+)kB -- low protection (\d+)kB")
-_PAGES_LINE = re.compile(r"^(\d+) pages (RAM|reserved|HighMem(?:/MovableOnly)?|cma reserved)$")
+# mm/show_mem.c: "%lu pages RAM", "%lu pages HighMem/MovableOnly", "%lu pages reserved", "%lu pages cma
+# reserved"; the per-arch show_mem() of 2.6/3.x (arch/arm/mm/init.c, arch/i386/mm/pgtable.c, ...):
+# "%d pages of RAM", "%d pages of HIGHMEM", "%d reserved pages".
+_PAGES_LINE = re.compile(
+    r"^(\d+) (?:pages (?:of )?(RAM|reserved|HighMem(?:/MovableOnly)?|HIGHMEM|cma reserved)|(reserved) pages)$"
+)
 _SWAP_LINE = re.compile(r"^(Total|Free) swap\s*=\s*(-?\d+)kB")
 _ZONE = re.compile(r"^Node (\d+) (\w+) free:\d+kB.*? present:(\d+)kB(?: managed:(\d+)kB)?")
 _BUDDY = re.compile(r"^Node \d+ \w+: (?:\d+\*(\d+)kB)")
@@ -240,7 +253,9 @@ def _mainline_layout_name(cols: list[str], pid_width: int) -> str:
 class _Builder:
     """Accumulates one report's lines into an :class:`OomEvent`."""
 
-    __slots__ = ("ev", "section", "table_cols", "killed_at", "lines_since_kill", "done", "foreign", "stale")
+    __slots__ = (
+        "ev", "section", "table_cols", "killed_at", "lines_since_kill", "done", "foreign", "stale", "elided",
+    )  # fmt: skip
 
     def __init__(self, ev: OomEvent) -> None:
         self.ev = ev
@@ -251,6 +266,7 @@ class _Builder:
         self.done = False
         self.foreign = 0  # unknown lines since the last report line (counted once one follows)
         self.stale = 0  # unknown lines in a row
+        self.elided = ""  # the elision line a poster put inside the task table ("…", "--", ...)
 
     def feature(self, name: str) -> None:
         if name not in self.ev.features:
@@ -380,6 +396,18 @@ class _Parser:
             if m["nodemask"] is not None:
                 nb.feature("header:nodemask")
             return
+        m = _TRIGGER_OLD.match(text) if "oom-killer: g" in text else None
+        if m and (m["comm"] is None) == (m["adj"] is None):
+            t = Trigger(
+                comm=m["comm"],
+                gfp_mask=int(m["gfp"], 0),
+                order=int(m["order"]),
+                oom_adj=int(m["adj"]) if m["adj"] is not None else None,
+            )
+            nb = self._new(ll, self._key(ll), t)
+            self._line(nb, ll)
+            nb.feature("header:oomkilladj" if m["comm"] is not None else "header:bare")
+            return
         if text.startswith("---[ end "):
             # panic's closing marker repeats the panic message; it is not a new report
             return
@@ -464,6 +492,10 @@ class _Parser:
         lines, ``Tasks state`` before the header parts).
         """
         if self._section(b, text):
+            self._known(b)
+            return
+        if b.section == "table" and b.ev.table and len(text) < 16 and _ELISION.fullmatch(text.strip()):
+            b.elided = b.elided or text.strip()
             self._known(b)
             return
         section, table_complete = b.section, b.ev.table_complete
@@ -577,8 +609,9 @@ class _Parser:
         return True
 
     def _h_mem_info(self, b: _Builder, ll: LogLine, text: str) -> bool:
-        """``Mem-Info:`` (mm/show_mem.c __show_mem) opens the global memory block."""
-        if not text.startswith("Mem-Info:"):
+        """``Mem-Info:`` (mm/show_mem.c __show_mem) opens the global memory block; ``Mem-info:`` in
+        the per-arch show_mem() of 2.6/3.x (arch/arm/mm/init.c, arch/i386/mm/pgtable.c)."""
+        if not text.startswith(("Mem-Info:", "Mem-info:")):
             return False
         b.ev.meminfo = b.ev.meminfo or MemInfo()
         b.section = "meminfo"
@@ -826,12 +859,12 @@ class _Parser:
         assert mi is not None
         m = _PAGES_LINE.match(text)
         if m:
-            n, what = int(m.group(1)), m.group(2)
+            n, what = int(m.group(1)), m.group(2) or m.group(3)
             if what == "RAM":
                 mi.pages_ram = n
             elif what == "reserved":
                 mi.pages_reserved = n
-            elif what.startswith("HighMem"):
+            elif what.startswith(("HighMem", "HIGHMEM")):
                 mi.pages_highmem = n
             else:
                 mi.pages_cma_reserved = n
@@ -982,6 +1015,8 @@ def _finalize(b: _Builder) -> None:
         ev.table_complete = ev.table_complete or bool(ev.kills or ev.summary or ev.select)
     elif ev.table and (ev.kills or ev.summary or ev.select or ev.panic):
         ev.table_complete = True
+    if b.elided:
+        ev.table_complete = False
     missing = ev.missing
     if ev.trigger is None:
         missing.append("header line (`invoked oom-killer`)")
@@ -989,6 +1024,8 @@ def _finalize(b: _Builder) -> None:
         missing.append("memory state (Mem-Info or memcg block)")
     if not ev.table:
         missing.append("task table")
+    elif b.elided:
+        missing.append(f"task table rows left out (an elision line {b.elided!r} inside the table)")
     elif not ev.table_complete:
         missing.append("end of task table")
     outcome = ev.kills or ev.panic or ev.no_killable or ev.victim_exiting
@@ -1058,6 +1095,8 @@ def parse_stream(chunks: Iterable[str], *, keep_lines: bool = True, repair: bool
     p = _Parser(keep_lines)
     r = Repairer() if repair else None
     search = (_ENGAGE if repair else _INTERESTING).search
+    if r is not None:
+        chunks = qp_chunks(chunks, r)
     after = (_AFTERMATH_ENGAGE if repair else _AFTERMATH_SCAN).search
     carry = ""
     lineno = 0

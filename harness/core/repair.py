@@ -40,17 +40,22 @@ from __future__ import annotations
 import html
 import itertools
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from .logformat import LogLine, normalize
 
-__all__ = ["Repairer", "shape_valid", "ENGAGE"]
+__all__ = ["Repairer", "shape_valid", "ELISION", "ENGAGE", "qp_chunks", "qp_decode"]
 
 # Added to the parser's idle scan (which already finds "-kill", a part that survives a cut
 # after it): a fixed-width cut inside "invoked oom-k|ill" leaves "gfp_mask=" whole on the same
 # piece or the next (cuts are >= 40 columns apart), so the scan still stops at a cut header.
 # Each alternative costs scan speed (its first character widens re's skip set): measured, kept few.
 ENGAGE = r"|_mask=\d"  # of gfp_mask=, from its rare '_' (see parser._INTERESTING)
+
+# A poster's mark for lines left out ("…", "...", "[...]", "<snip>"), or grep -A/-B/-C's "--" between
+# two groups of context: inside the task table it means rows are missing, whatever follows.
+ELISION = re.compile(r"(?i)…+|\.{3,}|\[(?:…|\.{3,}|snip)\]|\((?:…|\.{3,}|snip)\)|<snip(?:ped)?>|-{2}")
 
 # How many raw lines ahead are looked at to learn how the paste was wrapped.
 PROFILE_LINES = 400
@@ -257,6 +262,7 @@ class Repairer:
         self.susp: _Pending | None = None
         self.susp_for = 0  # foreign lines let pass since the held line was suspended
         self.window = ""  # text ahead of the last engagement, profiled when first needed
+        self.qp = False  # the paste is quoted-printable mail, decoded before it got here (qp_chunks)
 
     @property
     def busy(self) -> bool:
@@ -323,7 +329,7 @@ class Repairer:
 
     def push(self, raw: str, lineno: int) -> list[LogLine]:
         """Take one raw line; return the lines that are now complete (possibly none)."""
-        fixes: list[str] = []
+        fixes: list[str] = ["quoted-printable"] if self.qp else []
         line = raw
         if line.endswith("\r"):
             line = line.rstrip("\r")
@@ -337,6 +343,11 @@ class Repairer:
             if m and ">" in m.group():
                 line = line[m.end() :]
                 fixes.append("quote")
+        if "\u21aa" in line[:8] and line.lstrip(" \t")[:1] == "\u21aa":
+            # a print/terminal wrap's continuation marker (U+21AA, e.g. a browser's print of a
+            # syslog view): it stands where the line was broken at a space, so the space stays
+            line = line.replace("\u21aa", " ", 1)
+            fixes.append("wrap-marker")
         extra: list[str] = []
         if "#01" in line:
             line, extra = _rsyslog(line)
@@ -467,6 +478,8 @@ class Repairer:
             v = shape_valid(first, self.table_numbers)
             if v is not False:
                 return False
+        if len(body) < 16 and ELISION.fullmatch(body.rstrip()):
+            return False  # a poster's "<snip>" / "[...]" / grep's "--": a line of its own
         if not _ALNUM.search(body) and len(p.pieces) == 1:
             # "  :" / "..." - a poster's elision mark after a whole line, not a piece of it
             return shape_valid(first, self.table_numbers) is False
@@ -631,3 +644,50 @@ def _rsyslog(line: str) -> tuple[str, list[str]]:
         return line, []
     first, *rest = line.split("#012")
     return first, [r for r in rest if r.strip()]
+
+
+# --- quoted-printable mail (RFC 2045 6.7) ---------------------------------------------------------
+# A mail client that sends a report as quoted-printable breaks every line longer than 76
+# characters with a soft break ("=" at the end of a piece, the next piece on the next line, with
+# no quote marker of its own: the quote was there before encoding) and writes "=" as "=3D", other
+# bytes as "=XX".  A genuine log has lines ending in "=" too (a netconsole/pr_cont record cut after
+# "cpuset="), so nothing is decoded unless the text shows an escape only an encoder writes: "=3D"
+# (any report has "gfp_mask=", so its encoding has "=3D").
+_QP_EVIDENCE = "=3D"
+_QP_SOFT = re.compile(r"=\r?\n")
+_QP_ESC = re.compile(r"(?:=[0-9A-F]{2})+")
+
+
+def _qp_bytes(m: re.Match[str]) -> str:
+    return bytes.fromhex(m.group().replace("=", "")).decode("utf-8", "replace")
+
+
+def qp_decode(text: str) -> str:
+    """Join soft breaks, then decode ``=XX`` escapes (quote markers are stripped later, per line)."""
+    return _QP_ESC.sub(_qp_bytes, _QP_SOFT.sub("", text))
+
+
+def qp_chunks(chunks: Iterable[str], r: Repairer) -> Iterator[str]:
+    """*chunks* with quoted-printable decoded, once a chunk shows the encoding (``=3D`` and a soft
+    break); until then they pass as they are (one C-speed substring search per chunk).
+
+    A soft break or an escape cut by a chunk boundary is carried to the next chunk.
+    """
+    carry = ""
+    for chunk in chunks:
+        if not r.qp:
+            if _QP_EVIDENCE in chunk and ("=\n" in chunk or "=\r\n" in chunk):
+                r.qp = True
+            else:
+                yield chunk
+                continue
+        buf = carry + chunk
+        # keep back the last line, and any line before it that ends in a soft break
+        cut = buf.rfind("\n") + 1
+        while cut > 0 and buf[max(0, cut - 3) : cut].rstrip("\r\n").endswith("="):
+            cut = buf.rfind("\n", 0, cut - 1) + 1
+        carry = buf[cut:]
+        if cut:
+            yield qp_decode(buf[:cut])
+    if carry:
+        yield qp_decode(carry)
