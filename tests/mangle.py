@@ -16,6 +16,8 @@ wrap then interleave, and so on.  They model real tools, not random damage:
   over 76 characters broken with a soft ``=`` (the continuation has no quote marker of its own);
 * :func:`print_wrap` - a browser's print of a log view: lines broken at a space, each continuation
   starting `` ↪``;
+* :func:`run_together` - a paste that lost its newlines (a web form, a chat): every record on one
+  line, glued or with its whitespace collapsed;
 * :func:`envelope` - the prefix variants: ``<4>``, ``host kernel:``, indentation, CRLF, HTML
   escaping, doubled blank lines.
 """
@@ -40,6 +42,7 @@ __all__ = [
     "print_wrap",
     "quote",
     "quoted_printable",
+    "run_together",
 ]
 
 # Ordinary kernel lines a busy machine logs between (and inside) an OOM report's lines.
@@ -135,6 +138,12 @@ def print_wrap(lines: list[str], width: int = 60, marker: str = " \u21aa") -> li
             line, prefix = line[cut + 1 :], marker
         out.append(prefix + line)
     return out
+
+
+def run_together(lines: list[str], collapse: bool = False) -> list[str]:
+    """All lines as one, with no separator (and, with *collapse*, every run of whitespace one space)."""
+    text = "".join(lines)
+    return [" ".join(text.split()) if collapse else text]
 
 
 def quote(lines: list[str], prefix: str = "> ") -> list[str]:

@@ -92,6 +92,8 @@ CLASSES: dict[str, tuple[Callable[[list[str], str], list[str]], str | None]] = {
     "blank-lines": (lambda ls, n: M.envelope(ls, "blank"), None),
     "quoted-printable": (lambda ls, n: M.quoted_printable(ls), "quoted-printable"),
     "quote-then-quoted-printable": (lambda ls, n: M.quoted_printable(M.quote(ls)), "quoted-printable"),
+    "run-together": (lambda ls, n: M.run_together(ls), "run-together"),
+    "run-together-collapsed": (lambda ls, n: M.run_together(ls, collapse=True), "run-together"),
     "print-wrap-arrows": (lambda ls, n: M.print_wrap(ls, 60), "wrap-marker"),
     "syslog-then-print-wrap": (lambda ls, n: M.print_wrap(M.envelope(ls, "syslog"), 80), "wrap-marker"),
     **{f"envelope-{k}": (partial(_envelope, kind=k), None) for k in M.ENVELOPES},

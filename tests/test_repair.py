@@ -14,7 +14,7 @@ import mangle as M
 from harness.core.analysis import analyze_all
 from harness.core.logformat import normalize
 from harness.core.parser import parse_stream, parse_text
-from harness.core.repair import Repairer, qp_chunks, qp_decode, shape_valid
+from harness.core.repair import Repairer, _split_run_on, qp_chunks, qp_decode, shape_valid
 
 FIX = Path(__file__).parent / "fixtures"
 VM = FIX / "vm"
@@ -249,3 +249,26 @@ def test_elision_inside_the_table_makes_it_incomplete() -> None:
     # outside the table the same marks change nothing
     outside = lines[:3] + ["--", "..."] + lines[3:]
     assert verdicts("\n".join(outside) + "\n") == verdicts("\n".join(lines) + "\n")
+
+
+def test_run_together_records_split_only_where_unambiguous() -> None:
+    glued = "Killed process 1 (a)Out of memory: kill process 2 (b) score 7 or a childKilled process 2 (b)"
+    want = ["Killed process 1 (a)", "Out of memory: kill process 2 (b) score 7 or a child", "Killed process 2 (b)"]
+    assert _split_run_on(glued) == want
+    ts = "[  5.000001] Task in /x killed as a result of limit of /x[  5.000002] memory: usage 1kB, limit 1kB, failcnt 0"
+    assert _split_run_on(ts) == [
+        "[  5.000001] Task in /x killed as a result of limit of /x",
+        "[  5.000002] memory: usage 1kB, limit 1kB, failcnt 0",
+    ]
+    # kept whole: the kernel's own "Memory cgroup out of memory: Killed process", an envelope's
+    # "-;" or "] " before a kill line, a timestamp-like text going back in time, one in a line without
+    for whole in (
+        "[  5.000001] Memory cgroup out of memory: Killed process 2 (b) total-vm:1kB, anon-rss:1kB, file-rss:0kB",
+        "4,103,10000003,-;Out of memory: Killed process 2 (b) total-vm:1kB, anon-rss:1kB, file-rss:0kB",
+        "[  5.000001] trace: saw [  4.000000] earlier, then [  3.000000]",
+        "foo bar baz quux: stamp [  4.000000] inside a line that has no envelope",
+        "Nov  2 11:52:13 slesk kernel: ok",
+    ):
+        assert _split_run_on(whole) == [whole], whole
+    sys_two = "Nov  2 11:52:13 slesk kernel:  [<c011ad45>] __wake_up+0x2a/0x3d Nov  2 11:52:13 slesk kernel: x"
+    assert _split_run_on(sys_two)[1] == "Nov  2 11:52:13 slesk kernel: x"

@@ -327,9 +327,11 @@ class Repairer:
 
     # -- streaming --------------------------------------------------------------------------------
 
-    def push(self, raw: str, lineno: int) -> list[LogLine]:
+    def push(self, raw: str, lineno: int, _fixes: list[str] | None = None) -> list[LogLine]:
         """Take one raw line; return the lines that are now complete (possibly none)."""
         fixes: list[str] = ["quoted-printable"] if self.qp else []
+        if _fixes is not None:
+            fixes = _fixes
         line = raw
         if line.endswith("\r"):
             line = line.rstrip("\r")
@@ -348,6 +350,15 @@ class Repairer:
             # syslog view): it stands where the line was broken at a space, so the space stays
             line = line.replace("\u21aa", " ", 1)
             fixes.append("wrap-marker")
+        if _fixes is None and len(line) > 40 and _RUN_ON.search(line, 1):
+            parts = _split_run_on(line)
+            if len(parts) > 1:
+                split_out: list[LogLine] = []
+                for i, part in enumerate(parts):
+                    if i:  # each later part is a record of its own, never a piece of the one before
+                        split_out.extend(self.flush())
+                    split_out.extend(self.push(part, lineno, [*fixes, "run-together"]))
+                return split_out
         extra: list[str] = []
         if "#01" in line:
             line, extra = _rsyslog(line)
@@ -691,3 +702,48 @@ def qp_chunks(chunks: Iterable[str], r: Repairer) -> Iterator[str]:
             yield qp_decode(buf[:cut])
     if carry:
         yield qp_decode(carry)
+
+
+# --- records run together on one line ------------------------------------------------------------
+# A paste that lost its newlines (a web form, a chat, a mail client collapsing whitespace) runs the
+# kernel's records together.  A record starts where nothing else in kernel text can: a dmesg
+# timestamp glued to the text before it, a syslog head ("Nov  2 11:52:13 host kernel: "), or the
+# kill lines of mm/oom_kill.c ("Out of memory: ", "Memory cgroup out of memory: ", "Killed process N")
+# right after a letter, digit or ")" (the kernel prints them after ": " or at the start of a line,
+# and an envelope ends in "] ", ": " or ";" - never glued to a word).
+_TS_MID = r"\[ *\d+\.\d{6}\] "
+_RUN_ON = re.compile(
+    r"(?P<ts>" + _TS_MID + r")"
+    r"|(?P<sys>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d \S+ kernel: )"
+    r"|(?<=[\w)])(?P<kill>Out of memory: |Out of memory \(|Memory cgroup out of memory: |Killed process \d)"
+)
+_TS_START = re.compile(r"[ \t]*\[ *(\d+\.\d{6})\] ")
+_SYS_START = re.compile(r"[ \t]*(?:<\d{1,3}>)?[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: ")
+
+
+def _split_run_on(line: str) -> list[str]:
+    """*line* cut before each record start it has glued in (see :data:`_RUN_ON`).
+
+    A timestamp splits only in a line that starts with one, at a time not earlier than the one
+    before (a timestamp-like text inside a message is neither); a syslog head only in a line that
+    starts with one.
+    """
+    ts0 = _TS_START.match(line)
+    sys0 = _SYS_START.match(line) is not None
+    last = float(ts0.group(1)) if ts0 else None
+    cuts: list[int] = []
+    for m in _RUN_ON.finditer(line, 1):
+        if m["ts"] is not None:
+            if last is None:
+                continue
+            t = float(m["ts"].strip("[] "))
+            if t < last:
+                continue
+            last = t
+        elif m["sys"] is not None and not sys0:
+            continue
+        cuts.append(m.start())
+    if not cuts:
+        return [line]
+    parts = [line[a:b].rstrip() for a, b in zip([0, *cuts], [*cuts, len(line)], strict=True)]
+    return [p for p in parts if p.strip()]

@@ -45,7 +45,8 @@ def analysis_text(d: dict[str, Any], source: str = "", max_rows: int = 15) -> st
     if t:
         flags = f"({t['gfp_flags']})" if t.get("gfp_flags") else ""
         gfp = f"{t['gfp_mask']:#x}" if t.get("gfp_mask") is not None else "?"
-        lines.append(f"  trigger: {t['comm']} (pid {t.get('pid') or '?'}) gfp_mask={gfp}{flags} order={t['order']}")
+        comm = t["comm"] if t["comm"] is not None else "(comm not printed)"  # 2.6.x before 2.6.19
+        lines.append(f"  trigger: {comm} (pid {t.get('pid') or '?'}) gfp_mask={gfp}{flags} order={t['order']}")
     if d.get("constraint") or d.get("oom_memcg"):
         lines.append(f"  constraint: {d.get('constraint') or '-'}  oom_memcg: {d.get('oom_memcg') or '-'}")
     lines.append(
