@@ -272,3 +272,11 @@ def test_run_together_records_split_only_where_unambiguous() -> None:
         assert _split_run_on(whole) == [whole], whole
     sys_two = "Nov  2 11:52:13 slesk kernel:  [<c011ad45>] __wake_up+0x2a/0x3d Nov  2 11:52:13 slesk kernel: x"
     assert _split_run_on(sys_two)[1] == "Nov  2 11:52:13 slesk kernel: x"
+
+
+def test_quoted_printable_not_guessed_from_a_genuine_log() -> None:
+    """"=3D" and a line ending in "=" in a log full of bare "=" (gfp_mask=, order=): not QP."""
+    lines = clean("5.10-global-noswap.log")
+    text = "\n".join([*lines[:5], "[    9.000000] foo: id=3D", "[    9.000001] emerge cpuset=", *lines[5:]]) + "\n"
+    r = Repairer()
+    assert "".join(qp_chunks([text], r)) == text and not r.qp

@@ -663,10 +663,12 @@ def _rsyslog(line: str) -> tuple[str, list[str]]:
 # no quote marker of its own: the quote was there before encoding) and writes "=" as "=3D", other
 # bytes as "=XX".  A genuine log has lines ending in "=" too (a netconsole/pr_cont record cut after
 # "cpuset="), so nothing is decoded unless the text shows an escape only an encoder writes: "=3D"
-# (any report has "gfp_mask=", so its encoding has "=3D").
+# (any report has "gfp_mask=", so its encoding has "=3D"), a soft break, and (almost) no "=" that is
+# neither (a genuine log has many: "gfp_mask=0x...", "order=0"; an encoder leaves none).
 _QP_EVIDENCE = "=3D"
 _QP_SOFT = re.compile(r"=\r?\n")
 _QP_ESC = re.compile(r"(?:=[0-9A-F]{2})+")
+_QP_BARE = re.compile(r"=(?![0-9A-F]{2}|\r?\n)")
 
 
 def _qp_bytes(m: re.Match[str]) -> str:
@@ -679,15 +681,20 @@ def qp_decode(text: str) -> str:
 
 
 def qp_chunks(chunks: Iterable[str], r: Repairer) -> Iterator[str]:
-    """*chunks* with quoted-printable decoded, once a chunk shows the encoding (``=3D`` and a soft
-    break); until then they pass as they are (one C-speed substring search per chunk).
+    """*chunks* with quoted-printable decoded, once a chunk shows the encoding (``=3D``, a soft
+    break, and hardly a bare ``=``); until then they pass as they are (one C-speed substring
+    search per chunk).
 
     A soft break or an escape cut by a chunk boundary is carried to the next chunk.
     """
     carry = ""
     for chunk in chunks:
         if not r.qp:
-            if _QP_EVIDENCE in chunk and ("=\n" in chunk or "=\r\n" in chunk):
+            if (
+                _QP_EVIDENCE in chunk
+                and ("=\n" in chunk or "=\r\n" in chunk)
+                and len(_QP_BARE.findall(chunk)) * 10 <= chunk.count(_QP_EVIDENCE)
+            ):
                 r.qp = True
             else:
                 yield chunk
