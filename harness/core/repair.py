@@ -350,7 +350,7 @@ class Repairer:
             # syslog view): it stands where the line was broken at a space, so the space stays
             line = line.replace("\u21aa", " ", 1)
             fixes.append("wrap-marker")
-        if _fixes is None and len(line) > 40 and _RUN_ON.search(line, 1):
+        if _fixes is None and len(line) > 40 and _may_run_on(line):
             parts = _split_run_on(line)
             if len(parts) > 1:
                 split_out: list[LogLine] = []
@@ -666,6 +666,10 @@ def _rsyslog(line: str) -> tuple[str, list[str]]:
 # (any report has "gfp_mask=", so its encoding has "=3D"), a soft break, and (almost) no "=" that is
 # neither (a genuine log has many: "gfp_mask=0x...", "order=0"; an encoder leaves none).
 _QP_EVIDENCE = "=3D"
+_QP_EVIDENCE_RE = re.compile(_QP_EVIDENCE)  # re's search beats str's "in" on text full of "="
+# Where in a chunk the evidence is looked for: a quoted-printable paste is a mail (a few KiB), so
+# its first lines are in the window; the rest of a large log costs nothing.
+QP_WINDOW = 1 << 16
 _QP_SOFT = re.compile(r"=\r?\n")
 _QP_ESC = re.compile(r"(?:=[0-9A-F]{2})+")
 _QP_BARE = re.compile(r"=(?![0-9A-F]{2}|\r?\n)")
@@ -681,22 +685,21 @@ def qp_decode(text: str) -> str:
 
 
 def qp_chunks(chunks: Iterable[str], r: Repairer) -> Iterator[str]:
-    """*chunks* with quoted-printable decoded, once a chunk shows the encoding (``=3D``, a soft
-    break, and hardly a bare ``=``); until then they pass as they are (one C-speed substring
-    search per chunk).
+    """*chunks* with quoted-printable decoded, once a chunk's first :data:`QP_WINDOW` characters
+    show the encoding (``=3D``, a soft break, and hardly a bare ``=``); until then they pass as
+    they are (one C-speed search of that window per chunk).
 
     A soft break or an escape cut by a chunk boundary is carried to the next chunk.
     """
     carry = ""
     for chunk in chunks:
         if not r.qp:
-            if (
-                _QP_EVIDENCE in chunk
-                and ("=\n" in chunk or "=\r\n" in chunk)
-                and len(_QP_BARE.findall(chunk)) * 10 <= chunk.count(_QP_EVIDENCE)
+            if _QP_EVIDENCE_RE.search(chunk, 0, QP_WINDOW) is not None and (
+                "=\n" in chunk[:QP_WINDOW] or "=\r\n" in chunk[:QP_WINDOW]
             ):
-                r.qp = True
-            else:
+                head = chunk[:QP_WINDOW]
+                r.qp = len(_QP_BARE.findall(head)) * 10 <= head.count(_QP_EVIDENCE)
+            if not r.qp:
                 yield chunk
                 continue
         buf = carry + chunk
@@ -724,8 +727,22 @@ _RUN_ON = re.compile(
     r"|(?P<sys>(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [ \d]\d \d\d:\d\d:\d\d \S+ kernel: )"
     r"|(?<=[\w)])(?P<kill>Out of memory: |Out of memory \(|Memory cgroup out of memory: |Killed process \d)"
 )
+_TS_ANY = re.compile(_TS_MID)
 _TS_START = re.compile(r"[ \t]*\[ *(\d+\.\d{6})\] ")
 _SYS_START = re.compile(r"[ \t]*(?:<\d{1,3}>)?[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d \S+ kernel: ")
+
+
+def _may_run_on(line: str) -> bool:
+    """A cheap look (substring tests, one literal-led search) for a record start inside *line*."""
+    if "ut of memory" in line or "Killed process" in line:
+        return _RUN_ON.search(line, 1) is not None
+    k = line.find(" kernel: ")
+    if k >= 0 and line.find(" kernel: ", k + 9) > 0:  # a syslog line's own head is one
+        return _RUN_ON.search(line, 1) is not None
+    if line.lstrip(" \t")[:1] == "[":
+        end = line.find("] ")
+        return end > 0 and _TS_ANY.search(line, end + 2) is not None
+    return False
 
 
 def _split_run_on(line: str) -> list[str]:
