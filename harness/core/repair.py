@@ -345,7 +345,7 @@ class Repairer:
             if m and ">" in m.group():
                 line = line[m.end() :]
                 fixes.append("quote")
-        if "\u21aa" in line[:8] and line.lstrip(" \t")[:1] == "\u21aa":
+        if line.find("\u21aa", 0, 8) >= 0 and line.lstrip(" \t")[:1] == "\u21aa":
             # a print/terminal wrap's continuation marker (U+21AA, e.g. a browser's print of a
             # syslog view): it stands where the line was broken at a space, so the space stays
             line = line.replace("\u21aa", " ", 1)
