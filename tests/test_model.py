@@ -35,7 +35,7 @@ def T(pid: int = 1, rss: int = 0, **kw) -> Task:
 @pytest.mark.parametrize(
     ("era", "task", "tp", "expected"),
     [
-        # Era A 2.6.36-2.6.38 (labels 2.6.36-2.6.37, 2.6.38): (rss + swap) * 1000 / tp, nr_ptes NOT counted; root -30; + adj; clamp [1, 1000]
+        # Era A 2.6.36-2.6.38: (rss + swap) * 1000 / tp, nr_ptes NOT counted; root -30; + adj; clamp [1, 1000]
         ("2.6.36", T(rss=5000, swapents=1000, nr_ptes=999), 100000, 60),  # 6000*1000/100000
         ("2.6.36", T(rss=5000, swapents=1000, cap_sys_admin=True), 100000, 30),
         ("2.6.36", T(rss=5000, swapents=1000, oom_score_adj=50, cap_sys_admin=True), 100000, 80),

@@ -668,7 +668,7 @@ def _solve_totalpages(t: Task, score: int, era: Era, lo: int, hi: int | None, pk
         return (first, last) if first <= last else None
     k_lo, k_hi = lo // 1000, top // 1000
     ks: Iterable[int]
-    if k_hi - k_lo <= 200_000:
+    if k_hi - k_lo <= 20_000:
         ks = range(k_lo, k_hi + 1)
     else:
         # printed ~ base_pages / k + adj (k = totalpages / 1000), so k ~ base_pages / (score - adj)

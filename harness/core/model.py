@@ -246,7 +246,7 @@ def totalpages_memcg(
     swappiness from 3.7; 4.9-5.9: min(mem + min(swap.max, swap), memsw); 5.10+: v1 adds
     min(memsw - mem, swap), v2 adds min(swap.max, swap), both only with a non-zero swappiness.
     2.6.36-2.6.37 add the swap *pages* to the limit in *bytes* (see
-    :attr:`~harness.eras.Era.memcg_limit_adds_swap_pages_to_bytes`), so swap adds ``swap // page_size``.
+    :attr:`~harness.core.eras.Era.memcg_limit_adds_swap_pages_to_bytes`), so swap adds ``swap // page_size``.
     A zero result becomes 1.
     """
     inf = 1 << 62

@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Print the mutation score of the last `mutmut run` (``make mutants``), per file and in total.
+
+Reads mutmut's own result files (``mutants/harness/*.py.meta``).  Score = killed / (checked -
+equivalent): a mutant that no test can kill because it does not change behaviour is *equivalent* and
+listed in EQUIVALENT below with the reason; every other survivor is a missing test and is printed.
+Exit 0 when the score reaches --target (default 90), 1 otherwise, 2 when there are no results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+# mutmut's exit-code meaning (mutmut/stats.py status_by_exit_code)
+STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 35: "suspicious",
+          36: "timeout", 37: "killed", 24: "timeout", -24: "timeout", 152: "timeout", 255: "timeout",
+          None: "not checked"}
+
+# Mutants that cannot change what the code computes (glob -> why).  Keep each justified.
+EQUIVALENT: dict[str, str] = {}
+
+FILES = ("model", "eras", "analysis")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--root", default="mutants/harness")
+    ap.add_argument("--target", type=float, default=90.0)
+    ap.add_argument("--files", default=",".join(FILES))
+    a = ap.parse_args()
+    total: Counter[str] = Counter()
+    survivors: list[str] = []
+    found = False
+    for name in a.files.split(","):
+        meta = Path(a.root) / f"{name}.py.meta"
+        if not meta.is_file():
+            continue
+        found = True
+        codes = json.loads(meta.read_text())["exit_code_by_key"]
+        c: Counter[str] = Counter()
+        for key, code in codes.items():
+            st = STATUS.get(code, "suspicious")
+            if st == "survived" and any(fnmatch.fnmatch(key, pat) for pat in EQUIVALENT):
+                st = "equivalent"
+            c[st] += 1
+            if st in ("survived", "no tests"):
+                survivors.append(key)
+        total.update(c)
+        print(f"{name + '.py':12} " + "  ".join(f"{k} {v}" for k, v in sorted(c.items())) + f"  = {_score(c)}")
+    if not found:
+        print("no mutmut results: run `make mutants`", file=sys.stderr)
+        return 2
+    print(f"{'total':12} " + "  ".join(f"{k} {v}" for k, v in sorted(total.items())) + f"  = {_score(total)}")
+    if survivors:
+        print(f"\nsurviving mutants ({len(survivors)}; `mutmut show NAME` shows one):")
+        for s in sorted(survivors):
+            print("  " + s)
+    if total["not checked"]:
+        print(f"\n{total['not checked']} mutants were not checked (the run was stopped early)")
+    print("\nequivalent mutants excluded:")
+    for pat, why in EQUIVALENT.items():
+        print(f"  {pat}: {why}")
+    killed = total["killed"] + total["timeout"]
+    denom = killed + total["survived"] + total["no tests"]
+    return 0 if denom and 100 * killed / denom >= a.target else 1
+
+
+def _score(c: Counter[str]) -> str:
+    killed = c["killed"] + c["timeout"]
+    denom = killed + c["survived"] + c["no tests"]  # a mutant no test runs is a missing test too
+    return f"mutation score {100 * killed / denom:.1f}% ({killed}/{denom} non-equivalent checked mutants killed)" \
+        if denom else "mutation score n/a"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
