@@ -29,7 +29,7 @@ FILES = ("model", "eras", "analysis")
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--root", default="mutants/harness")
+    ap.add_argument("--root", default="mutants/harness/core")
     ap.add_argument("--target", type=float, default=90.0)
     ap.add_argument("--files", default=",".join(FILES))
     a = ap.parse_args()

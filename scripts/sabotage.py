@@ -23,7 +23,7 @@ TESTS = ["tests/test_model.py", "tests/test_analysis.py", "tests/test_scores.py"
 
 
 def _badness_zero() -> None:
-    from harness import analysis, model
+    from harness.core import analysis, model
 
     real = model.oom_badness
 
@@ -34,7 +34,7 @@ def _badness_zero() -> None:
 
 
 def _badness_rss_only() -> None:
-    from harness import analysis, model
+    from harness.core import analysis, model
 
     real = model.oom_badness
 
@@ -48,7 +48,7 @@ def _badness_rss_only() -> None:
 def _no_adj() -> None:
     from dataclasses import replace
 
-    from harness import analysis, model
+    from harness.core import analysis, model
 
     real = model.oom_badness
 
@@ -59,13 +59,13 @@ def _no_adj() -> None:
 
 
 def _ties_first() -> None:
-    from harness import model
+    from harness.core import model
 
     model._better = lambda era, p, best, chosen: chosen is None or best is None or p > best
 
 
 def _totalpages_memcg_no_swap() -> None:
-    from harness import analysis, model
+    from harness.core import analysis, model
 
     real = model.totalpages_memcg
 
@@ -77,7 +77,7 @@ def _totalpages_memcg_no_swap() -> None:
 
 
 def _oom_score_badness() -> None:
-    from harness import analysis, model
+    from harness.core import analysis, model
 
     def raw(t, totalpages, era, page_size=4096):
         return model.oom_badness(t, totalpages, era, page_size) or 0
@@ -86,7 +86,7 @@ def _oom_score_badness() -> None:
 
 
 def _parser_drop(pattern: str | None = None, every: int | None = None) -> None:
-    from harness import parser
+    from harness.core import parser
 
     real = parser._Parser.feed
     n = {"i": 0}

@@ -596,7 +596,8 @@ def _score_against(out: dict[str, Any], ev: OomEvent, era: Era, t: Task, row: Ta
         return b if era.thousand_scale else b * 1000 // max(tp, 1)
 
     unknown = []
-    low, high = t, t
+    low: Task = t
+    high: Task | None = t
     if row.swapents is None:
         unknown.append("swapents")
         bound = _swap_in_use_pages(ev, pkb)
