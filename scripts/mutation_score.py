@@ -22,7 +22,36 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           None: "not checked"}
 
 # Mutants that cannot change what the code computes (glob -> why).  Keep each justified.
-EQUIVALENT: dict[str, str] = {}
+EQUIVALENT: dict[str, str] = {
+    'harness.core.model.x__better__mutmut_1': '`chosen` and `best` are always set together: `and` equals `or` here',
+    'harness.core.model.x__cdiv__mutmut_7': 'a == 0 gives q == 0, and -0 == 0',
+    'harness.core.model.x__cdiv__mutmut_8': 'a >= 1 is a > 0 for integers; a == 0 gives 0 either way',
+    'harness.core.model.x__cdiv__mutmut_10': 'b is totalpages, always >= 1',
+    'harness.core.model.x__cdiv__mutmut_11': 'b is totalpages, always >= 1',
+    'harness.core.model.x_oom_badness__mutmut_19': 'at_least(4, 9) vs (4, 8): no era band starts at 4.8',
+    'harness.core.model.x_oom_badness__mutmut_28': 'page_size is only read for pgtables_bytes (4.15+), never on the <=3.4 0..1000 scale',
+    'harness.core.model.x_oom_badness__mutmut_50': 'pts == 1 returns 1 either way',
+    'harness.core.model.x_oom_badness__mutmut_91': 'points == 1 returns 1 either way',
+    'harness.core.model.x_select_bad_process__mutmut_4': '`best` is only read once `chosen` is set, and they are set together',
+    'harness.core.model.x_select_bad_process__mutmut_17': 'at_least(4, 10) vs (4, 9): no era band starts at 4.9',
+    'harness.core.model.x_totalpages_memcg__mutmut_1': 'the swappiness default is only compared with 0',
+    'harness.core.model.x_totalpages_memcg__mutmut_6': "any 'unlimited' above 2^62 pages gives the same minimum",
+    'harness.core.model.x_totalpages_memcg__mutmut_7': "any 'unlimited' above 2^62 pages gives the same minimum",
+    'harness.core.model.x_totalpages_memcg__mutmut_24': 'era.start <= (3, 7) vs < (3, 7): no era band starts at 3.7',
+    'harness.core.model.x_totalpages_memcg__mutmut_26': '< (3, 8) vs < (3, 7): no era band starts at 3.7',
+    'harness.core.model.x_totalpages_memcg__mutmut_36': '<= (4, 9) vs < (4, 9): no era band starts at 4.9',
+    'harness.core.model.x_totalpages_memcg__mutmut_38': '< (4, 10) vs < (4, 9): no era band starts at 4.9',
+    'harness.core.model.x_totalpages_memcg__mutmut_45': "the 4.9-5.9 formula min(mem + min(swap.max, swap), memsw) equals 5.10's mem + min(memsw - mem, swap) whenever memsw >= mem, which cgroup v1 enforces",
+    'harness.core.model.x_totalpages_memcg__mutmut_46': 'as _45: the two formulas agree whenever memsw >= mem',
+    'harness.core.model.x_totalpages_memcg__mutmut_47': 'as _45: the two formulas agree whenever memsw >= mem',
+    'harness.core.model.x_totalpages_memcg__mutmut_66': "memsw None is 'unlimited': mem + min(inf - mem, swap) == mem + swap",
+    'harness.core.eras.x_infer_era__mutmut_53': '`allowed` is never empty: format_range() starts at 2.6.36 (ERAS[0]) and never returns an empty range',
+    'harness.core.eras.x_infer_era__mutmut_57': 'v == rng[0] is inside the range and returned earlier',
+    'harness.core.eras.x_infer_era__mutmut_58': 'a suspect version is either below rng[0] or at/above rng[1]: v < rng[1] iff v < rng[0]',
+    'harness.core.eras.x_infer_era__mutmut_78': '`allowed` is never empty (see _53)',
+    'harness.core.eras.x_infer_era__mutmut_81': '`allowed` is never empty (see _53): the ERAS fallback is unreachable',
+    'harness.core.eras.x_infer_era__mutmut_82': '`allowed` is never empty (see _53): the ERAS fallback is unreachable',
+}
 
 FILES = ("model", "eras", "analysis")
 
