@@ -1,0 +1,139 @@
+"""Every cause the analysis gives for a mismatch or a missing victim, on reports built field by field.
+
+Public and VM fixtures are (rightly) matches; these pin the words and the numbers of each other
+verdict, so a broken explanation fails a test instead of reaching a user.
+"""
+
+from __future__ import annotations
+
+from harness.core.analysis import _nodes, analyze
+from harness.core.events import KillRecord, MemcgInfo, OomEvent, Summary, TaskRow, Trigger
+
+
+def row(pid: int, rss: int, adj: int = 0, uid: int = 1000, name: str | None = None) -> TaskRow:
+    return TaskRow(pid=pid, uid=uid, tgid=pid, total_vm=rss * 2, rss=rss, oom_score_adj=adj, name=name or f"t{pid}",
+                   pgtables_bytes=0, swapents=0)
+
+
+def memcg_event(rows: list[TaskRow], killed: int, version: str = "6.1.0", trigger: bool = True, **kw) -> OomEvent:
+    name = next((r.name for r in rows if r.pid == killed), "gone")
+    return OomEvent(
+        kernel_version=version,
+        trigger=Trigger(comm="x") if trigger else None,
+        summary=Summary(constraint="CONSTRAINT_MEMCG", oom_memcg="/a", pid=killed, task=name),
+        memcg=MemcgInfo(usage_kb=400_000, limit_kb=400_000, memsw_usage_kb=400_000, memsw_limit_kb=400_000),
+        table=rows,
+        table_complete=True,
+        kills=[KillRecord(pid=killed, name=name)],
+        complete=True,
+        **kw,
+    )
+
+
+def verdict(ev: OomEvent) -> tuple[str, str]:
+    a = analyze(ev)
+    return a.verdict, a.reason
+
+
+def test_tie_in_the_scan_order() -> None:
+    # 5.3+: the last scanned of equals wins; the kernel killed the first one
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5000)], killed=1))
+    assert v == "mismatch"
+    assert r == "tie: 1 and 2 both have 5000 points; the scan order the kernel used differs from the table order"
+
+
+def test_tie_in_a_pre_53_memcg_names_the_thread_scan() -> None:
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5000)], killed=2, version="4.4.0"))
+    assert v == "mismatch" and r.startswith("tie: 2 and 1 both have 5000 points; the memcg scan order (cgroup "
+                                            "iterator, threads) differs from the table order before 5.3")
+
+
+def test_near_tie_within_the_counters_inexactness() -> None:
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5100)], killed=1))
+    assert v == "mismatch"
+    assert r.startswith("near tie: the model's 2 (t2) leads the observed 1 by 100 pages, within the rss counters' "
+                        "inexactness (256 pages")
+    # 7.0+ sums the counters exactly: 100 pages are no longer noise
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5100)], killed=1, version="7.2.0"))
+    assert r.startswith("unexplained: the model picks 2 (t2, 5100 points) but the kernel chose 1 (t1, 5000 points)")
+    # the 5.10-6.19 band keeps the per-thread bound (256 pages) for 6.2+ too (its per-cpu counters
+    # could drift up to 3 x 64 x CPUs): 700 pages are not a near tie in it
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5700)], killed=1, version="6.12.0"))
+    assert r.startswith("unexplained: the model picks 2 (t2, 5700 points)")
+
+
+def test_another_era_explains_it() -> None:
+    # 5.2 keeps the first of equals; a kernel that killed the last behaves like 5.3+
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5000)], killed=2, version="5.2.0"))
+    assert v == "mismatch"
+    assert r.startswith("era mismatch: era 5.1-5.2 picks 1 (t1), but era 5.3-5.8 picks the observed 2 (t2); the "
+                        "kernel behaves like 5.3-5.8 (version 5.2.0")
+    # and the other way round: a 5.3 kernel that kept the first behaves like 5.1-5.2
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5000)], killed=1, version="5.3.0"))
+    assert r.startswith("era mismatch: era 5.3-5.8 picks 2 (t2), but era 5.1-5.2 picks the observed 1 (t1)")
+
+
+def test_root_bonus_guess() -> None:
+    # 3.14-4.16: CAP_SYS_ADMIN takes 3 % off; guessed from uid 0.  Without it, the uid-0 task wins.
+    rows = [row(1, 100_000, uid=0), row(2, 98_000)]
+    v, r = verdict(memcg_event(rows, killed=1, version="4.4.0"))
+    assert v == "mismatch"
+    assert r == ("root bonus: CAP_SYS_ADMIN is not in the report and was guessed from uid 0; with the other guess "
+                 "the model picks the observed 1")
+
+
+def test_observed_victim_ineligible_in_the_model() -> None:
+    v, r = verdict(memcg_event([row(1, 5000, adj=-1000), row(2, 100)], killed=1))
+    assert v == "mismatch"
+    assert r == ("the observed victim 1 (t1) is ineligible in the model (oom_score_adj -1000); the kernel had a "
+                 "reason the report does not show")
+
+
+def test_no_eligible_task_in_the_model() -> None:
+    v, r = verdict(memcg_event([row(1, 5000, adj=-1000), row(2, 100, adj=-1000)], killed=1))
+    assert v == "mismatch" and r == "the model finds no eligible task, but the kernel killed 1 (t1)"
+
+
+def test_victim_not_in_the_table() -> None:
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 100)], killed=7))
+    assert v == "mismatch" and r.startswith("victim 7 (gone) is not in the task table (the table lists one row per "
+                                            "process")
+    # the same without the report's beginning: the table may be partial, so no verdict
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 100)], killed=7, trigger=False))
+    assert v == "undecidable" and r.startswith("victim 7 (gone) is not in the task table, and the report's "
+                                               "beginning is lost")
+
+
+def test_match_reason_counts_and_ties() -> None:
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5000), row(3, 10, adj=-1000)], killed=2))
+    assert (v, r) == ("match", "highest points (5000) of 2 eligible; tied with 1, last scanned wins (5.3+)")
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5000)], killed=1, version="5.2.0"))
+    assert (v, r) == ("match", "highest points (5000) of 2 eligible; tied with 2, first scanned wins")
+
+
+def _bare(**kw) -> OomEvent:
+    return OomEvent(kernel_version="6.1.0", trigger=Trigger(comm="x"), complete=False, **kw)
+
+
+def test_no_victim_reasons() -> None:
+    a = analyze(_bare(panic="Out of memory: system-wide panic_on_oom is enabled\n"))
+    assert (a.verdict, a.reason) == ("no-victim", "vm.panic_on_oom: the kernel panicked instead of killing (Out of "
+                                                  "memory: system-wide panic_on_oom is enabled)")
+    a = analyze(_bare(no_killable=True))
+    assert (a.verdict, a.reason) == ("no-victim", "no killable process: every candidate was ineligible")
+    a = analyze(memcg_event([row(1, 5000)], killed=1, victim_exiting=True))
+    assert (a.verdict, a.reason) == ("no-victim", "the selected victim was already exiting; the kernel skipped the "
+                                                  "kill")
+    a = analyze(_bare(panic="  Kernel panic - not syncing: foo  "))
+    assert (a.verdict, a.reason) == ("no-victim", "kernel panic: Kernel panic - not syncing: foo")
+    a = analyze(_bare())
+    assert (a.verdict, a.reason) == ("undecidable", "no task table in the report (vm.oom_dump_tasks=0, or it was "
+                                                    "cut off)")
+
+
+def test_node_lists() -> None:
+    assert _nodes("0-1,3") == {0, 1, 3}
+    assert _nodes("2") == {2}
+    assert _nodes("0,") == {0}
+    assert _nodes("(null)") is None and _nodes(None) is None and _nodes("") is None
+    assert _nodes("a-b") is None and _nodes("x") is None
