@@ -137,3 +137,49 @@ def test_node_lists() -> None:
     assert _nodes("0,") == {0}
     assert _nodes("(null)") is None and _nodes(None) is None and _nodes("") is None
     assert _nodes("a-b") is None and _nodes("x") is None
+
+
+# --- a second kill before the first victim's memory was freed ----------------------------------------
+
+
+def _pair(ts2: float = 10.005, usage_kb: int = 400_000, rows2=None, version: str = "6.1.0", kind2: str = "memcg"):
+    first = memcg_event([row(1, 5000), row(2, 3000)], killed=1, version=version, ts=10.0)
+    rows2 = rows2 if rows2 is not None else [row(2, 3000)]
+    second = memcg_event(rows2, killed=2, version=version, ts=ts2)
+    second.memcg.usage_kb = usage_kb
+    if kind2 != "memcg":
+        second.summary.constraint = "CONSTRAINT_NONE"
+        second.summary.oom_memcg = None
+        second.memcg = None
+    return first, second
+
+
+def _second_notes(first: OomEvent, second: OomEvent) -> list[str]:
+    return [n for n in analyze(second, previous=first, previous_victims={1}).notes if n.startswith("second kill")]
+
+
+def test_second_kill_note() -> None:
+    assert _second_notes(*_pair()) == [
+        "second kill 0.005s after 1 (t1): it is no longer listed and the memory is still charged; the victim had "
+        "left the task list (or was marked MMF_OOM_SKIP) before its memory was freed, so the kernel selected again "
+        "instead of waiting"]
+    (n,) = _second_notes(*_pair(version="7.2.0"))
+    assert "since 7.0 (a72f73c4dd9b, 'cgroup: Don't expose dead tasks in cgroup')" in n
+    # survivors that grew back by less than half the victim's memory: still the unfreed victim
+    assert _second_notes(*_pair(rows2=[row(2, 3000 + 2500)]))
+    assert _second_notes(*_pair(ts2=11.0))  # within one second, inclusive
+
+
+def test_no_second_kill_note_for_an_ordinary_new_oom() -> None:
+    assert not _second_notes(*_pair(ts2=11.5))  # more than a second later
+    assert not _second_notes(*_pair(ts2=11.0 + 1e-9))
+    assert not _second_notes(*_pair(usage_kb=399_996))  # the memcg is below its limit again
+    assert not _second_notes(*_pair(rows2=[row(1, 5000), row(2, 3000)]))  # the victim is still listed
+    assert not _second_notes(*_pair(rows2=[row(2, 3000 + 2501)]))  # the survivors grew back
+    assert not _second_notes(*_pair(kind2="global"))  # another kind of OOM
+    first, second = _pair()
+    first.kills = []
+    assert not _second_notes(first, second)
+    first, second = _pair()
+    first.ts = None
+    assert not _second_notes(first, second)
