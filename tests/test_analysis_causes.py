@@ -183,3 +183,123 @@ def test_no_second_kill_note_for_an_ordinary_new_oom() -> None:
     first, second = _pair()
     first.ts = None
     assert not _second_notes(first, second)
+
+
+# --- edges found by mutation testing ----------------------------------------------------------------------
+
+
+def test_near_tie_bounds_are_inclusive() -> None:
+    for gap, near in ((1, True), (256, True), (257, False)):
+        v, r = verdict(memcg_event([row(1, 5000), row(2, 5000 + gap)], killed=1))
+        assert r.startswith("near tie" if near else "unexplained"), (gap, r)
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5001)], killed=1))
+    assert r == ("near tie: the model's 2 (t2) leads the observed 1 by 1 pages, within the rss counters' inexactness "
+                 "(256 pages: per-cpu/per-thread batching) and the time between selection and the dump, when "
+                 "counters can still move")
+    # 7.0+: exact sums, 8 pages of slack for what moved between selection and dump
+    assert verdict(memcg_event([row(1, 5000), row(2, 5008)], killed=1, version="7.2.0"))[1].startswith("near tie")
+    assert verdict(memcg_event([row(1, 5000), row(2, 5009)], killed=1, version="7.2.0"))[1].startswith("unexpl")
+
+
+def test_era_mismatch_without_a_version() -> None:
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5000)], killed=1, version=None))
+    assert v == "mismatch" and r.startswith("era mismatch: era 7.0+ picks 2 (t2)") and "(version unknown;" in r
+
+
+def test_root_bonus_flip_is_both_ways() -> None:
+    # a non-root task above the root one: only flipping BOTH guesses lets the root task win
+    v, r = verdict(memcg_event([row(1, 100_000, uid=0), row(2, 100_500)], killed=1, version="4.4.0"))
+    assert r.startswith("root bonus:"), r
+    # a root victim far below the model's pick: the guess cannot explain it
+    v, r = verdict(memcg_event([row(1, 10_000, uid=0), row(2, 50_000)], killed=1, version="4.4.0"))
+    assert r.startswith("unexplained:"), r
+
+
+def test_node_ranges() -> None:
+    assert _nodes("2-3") == {2, 3}
+
+
+def test_swap_in_use_bound() -> None:
+    from harness.core.analysis import _swap_in_use_pages
+    from harness.core.events import MemInfo
+
+    ev = OomEvent(memcg=MemcgInfo(usage_kb=4000, memsw_usage_kb=6000))
+    assert _swap_in_use_pages(ev, 4) == 500
+    ev = OomEvent(memcg=MemcgInfo(usage_kb=6000, memsw_usage_kb=4000))  # counters raced: never negative
+    assert _swap_in_use_pages(ev, 4) == 0
+    ev = OomEvent(memcg=MemcgInfo(usage_kb=4000))
+    assert _swap_in_use_pages(ev, 4) is None
+    ev = OomEvent(memcg=MemcgInfo(memsw_usage_kb=4000))
+    assert _swap_in_use_pages(ev, 4) is None
+    ev = OomEvent(memcg=MemcgInfo(swap_usage_kb=4002))
+    assert _swap_in_use_pages(ev, 4) == 1000
+    ev = OomEvent(meminfo=MemInfo(total_swap_kb=10_000, free_swap_kb=6_002))
+    assert _swap_in_use_pages(ev, 4) == 999
+    ev = OomEvent(meminfo=MemInfo(total_swap_kb=10_000, free_swap_kb=10_000))
+    assert _swap_in_use_pages(ev, 4) == 0
+    ev = OomEvent(meminfo=MemInfo(total_swap_kb=10_000))
+    assert _swap_in_use_pages(ev, 4) is None
+    # the tightest bound wins
+    ev = OomEvent(memcg=MemcgInfo(usage_kb=4000, memsw_usage_kb=6000),
+                  meminfo=MemInfo(total_swap_kb=10_000, free_swap_kb=9_000))
+    assert _swap_in_use_pages(ev, 4) == 250
+    assert _swap_in_use_pages(OomEvent(), 4) is None
+
+
+def test_solve_totalpages() -> None:
+    from harness.core.analysis import _solve_totalpages
+    from harness.core.eras import era_by_name
+    from harness.core.model import Task
+
+    # 3.5-5.0, adj 0: floor(points * 1000 / tp) == S solves exactly; 64 kB pages reach pgtables_bytes
+    t = Task(pid=1, name="a", rss=1000, pgtables_bytes=65536 * 16)
+    assert _solve_totalpages(t, 500, era_by_name("4.15"), 1, None, 64) == (2028, 2032)
+    assert _solve_totalpages(t, 500, era_by_name("4.15"), 1, None, 4) == (2507, 2512)
+    assert _solve_totalpages(t, 500, era_by_name("4.15"), 2030, 2031, 64) == (2030, 2031)
+    assert _solve_totalpages(t, 500, era_by_name("4.15"), 2031, 2031, 64) == (2031, 2031)
+    assert _solve_totalpages(t, 500, era_by_name("4.15"), 3000, None, 64) is None
+    # score 0: any totalpages above points * 1000, up to hi (or without bound)
+    assert _solve_totalpages(t, 0, era_by_name("4.15"), 1, None, 64) == (1016001, 1 + (1 << 40))
+    assert _solve_totalpages(t, 0, era_by_name("4.15"), 1, 10**7, 64) == (1016001, 10**7)
+    # 2.6.39-3.4 print the 0..1000 badness itself: searched per thousand pages
+    t = Task(pid=1, name="a", rss=500)
+    assert _solve_totalpages(t, 250, era_by_name("3.2"), 1000, None, 4) == (1999, 2000)
+    # an adj makes points depend on totalpages: searched per thousand pages
+    t = Task(pid=1, name="a", rss=500, oom_score_adj=100)
+    got = _solve_totalpages(t, 350, era_by_name("4.4"), 1000, None, 4)
+    assert got is not None and all(
+        (500 + 100 * (tp // 1000)) * 1000 // tp == 350 for tp in got)
+    # 5.1+ print no score: nothing to solve
+    assert _solve_totalpages(t, 350, era_by_name("5.10"), 1000, None, 4) is None
+
+
+def test_second_kill_note_edges() -> None:
+    # the victim still listed as the tgid of a thread row: not gone
+    first, second = _pair(rows2=[row(2, 3000), TaskRow(pid=5, uid=0, tgid=1, total_vm=10, rss=1, oom_score_adj=0,
+                                                      name="t1")])
+    assert not _second_notes(first, second)
+    # two victims, one still listed: no note
+    first, second = _pair(rows2=[row(3, 10), row(2, 3000)])
+    first.table.append(row(3, 10))
+    first.kills.append(KillRecord(pid=3, name="t3"))
+    assert not _second_notes(first, second)
+    # two victims, both gone: both named
+    first, second = _pair()
+    first.table.append(row(3, 10))
+    first.kills.append(KillRecord(pid=3, name="t3"))
+    (n,) = _second_notes(first, second)
+    assert n.startswith("second kill 0.005s after 1 (t1), 3 (t3): it is no longer listed")
+    # a small victim: survivors may grow back 256 pages and it is still the same OOM
+    first = memcg_event([row(1, 100), row(2, 3000)], killed=1, ts=10.0)
+    second = memcg_event([row(2, 3256)], killed=2, ts=10.005)
+    assert _second_notes(first, second)
+    second = memcg_event([row(2, 3257)], killed=2, ts=10.005)
+    assert not _second_notes(first, second)
+    # a memcg report without its memcg block: no claim about the charge
+    first, second = _pair()
+    second.memcg = None
+    assert not _second_notes(first, second)
+    (n,) = _second_notes(*_pair(version="7.2.0"))
+    assert n.endswith("since 7.0 (a72f73c4dd9b, 'cgroup: Don't expose dead tasks in cgroup') the memcg scan skips "
+                      "a victim whose threads are all exiting, before its memory is freed, so the kernel selected "
+                      "again instead of waiting")
