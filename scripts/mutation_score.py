@@ -23,6 +23,10 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
 
 # Mutants that cannot change what the code computes (glob -> why).  Keep each justified.
 EQUIVALENT: dict[str, str] = {
+    'harness.core.model.x_select_bad_process__mutmut_60': 'the chosen-first re-sort by -points is stable: ascending-then-resorted gives the same order',
+    'harness.core.model.x_select_bad_process__mutmut_64': 'as _60, in the first-scanned-wins branch',
+    'harness.core.model.x_select_bad_process__mutmut_66': 're-sorting an already chosen-first list by (is not chosen, -points) is stable: same order',
+    'harness.core.model.x_select_bad_process__mutmut_99': 'tied_with defaults to an empty list: the same Selection',
     'harness.core.analysis.x__nodes__mutmut_4': "int('XX(null)XX') fails too: None either way",
     'harness.core.analysis.x__nodes__mutmut_5': "int('(null)') raises ValueError: None either way",
     'harness.core.analysis.x__nodes__mutmut_15': 'a part with two dashes fails int() either way',

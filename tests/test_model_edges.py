@@ -180,3 +180,29 @@ def test_memcg_swap_unit_bug_divides_by_the_page_size() -> None:
     assert totalpages_memcg(E("2.6.36"), limit=100, total_swap_pages=4096) == 101
     assert totalpages_memcg(E("2.6.36"), limit=100, total_swap_pages=4095) == 100
     assert totalpages_memcg(E("2.6.36"), limit=100, total_swap_pages=65536, page_size=65536) == 101
+
+
+def test_sacrifice_child_default_page_size() -> None:
+    """4.15-5.0: pgtables_bytes / PAGE_SIZE; one page of tables makes the second child the worse."""
+    parent = T(pid=10, rss=5000)
+    kids = [T(pid=11, rss=100), T(pid=12, rss=100, pgtables_bytes=4096)]
+    assert sacrifice_child(parent, kids, 100_000, E("4.15")).pid == 12
+
+
+def test_ranked_order_of_equal_runners_up() -> None:
+    # 5.3+: among equals the later scanned ranks first, the chosen first of all
+    sel = select_bad_process([T(pid=1, rss=50), T(pid=2, rss=50), T(pid=3, rss=100)], 10_000, E("6.1"))
+    assert [c.task.pid for c in sel.ranked] == [3, 2, 1]
+    sel = select_bad_process([T(pid=1, rss=50), T(pid=2, rss=50), T(pid=3, rss=100)], 10_000, E("5.2"))
+    assert [c.task.pid for c in sel.ranked] == [3, 1, 2]
+
+
+def test_format_range_goes_on_after_a_contradiction() -> None:
+    # header oom_adj (<3.7), then a 5.0+ summary (contradiction: skipped), then the 3.6 table narrows it
+    assert format_range(["header:oom_adj", "summary", "table:3.6-3.19"]) == (
+        ((3, 6), (3, 7)), ["header:oom_adj", "table:3.6-3.19"])
+
+
+def test_evidence_names_every_fingerprint_used() -> None:
+    c = infer_era("6.1", ["table:4.19-6.7", "killed:uid_pgtables"])
+    assert c.evidence == "kernel version 6.1; report format (table:4.19-6.7, killed:uid_pgtables) => 5.4..6.8"
