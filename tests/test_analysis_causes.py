@@ -263,7 +263,7 @@ def test_solve_totalpages() -> None:
     assert _solve_totalpages(t, 0, era_by_name("4.15"), 1, 10**7, 64) == (1016001, 10**7)
     # 2.6.39-3.4 print the 0..1000 badness itself: searched per thousand pages
     t = Task(pid=1, name="a", rss=500)
-    assert _solve_totalpages(t, 250, era_by_name("3.2"), 1000, None, 4) == (1999, 2000)
+    assert _solve_totalpages(t, 250, era_by_name("3.2"), 1000, None, 4) == (1993, 2000)
     # an adj makes points depend on totalpages: searched per thousand pages
     t = Task(pid=1, name="a", rss=500, oom_score_adj=100)
     got = _solve_totalpages(t, 350, era_by_name("4.4"), 1000, None, 4)

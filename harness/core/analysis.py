@@ -657,8 +657,10 @@ def _solve_totalpages(t: Task, score: int, era: Era, lo: int, hi: int | None, pk
         return b if era.thousand_scale else b * 1000 // max(tp, 1)
 
     top = hi if hi is not None else max(lo, 1) * 4096
-    if not era.thousand_scale and t.oom_score_adj == 0 and not t.oom_origin:
-        # 3.5-5.0 with adj 0: the points do not depend on totalpages, and the printed
+    if (not era.thousand_scale and t.oom_score_adj == 0 and not t.oom_origin
+            and not (t.cap_sys_admin and era.root_bonus == "minus30")):
+        # 3.5-5.0 with adj 0 (and no 3.5-3.13 root bonus, which is adj - 30 and so scales with
+        # totalpages / 1000): the points do not depend on totalpages, and the printed
         # floor(points * 1000 / totalpages) == score solves exactly (score 0: any totalpages > points * 1000).
         b = oom_badness(t, max(lo, 1), era, ps)
         if b is None:
