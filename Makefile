@@ -3,7 +3,7 @@ PY      ?= .venv/bin/python
 KERNEL  ?= 6.12
 PYTEST  ?= $(PY) -m pytest
 
-.PHONY: setup test test-unit test-host test-in-vm catalogue bench bench-kbuild lint clean-debris
+.PHONY: setup test test-unit test-host test-in-vm catalogue bench bench-kbuild lint clean-debris mutants
 
 setup:            ## system packages + .venv with the harness and its dev tools
 	./scripts/setup.sh
@@ -32,6 +32,12 @@ bench:            ## benchmarks; figures printed and saved under results/bench/
 
 bench-kbuild:     ## kernel developer's loop on Debian's 6.12 source (first run: a full kernel build, minutes)
 	$(PY) bench/bench_kbuild.py -n 3
+
+mutants:          ## mutation testing of model, eras and analysis (mutmut; slow, not in CI); prints the score
+	$(PY) -m pip install -q 'mutmut>=3.3,<4'
+	rm -rf mutants
+	$(PY) -m mutmut run --max-children $${MUTMUT_CHILDREN:-2} || true
+	$(PY) scripts/mutation_score.py
 
 lint:            ## ruff, and mypy (strict on harness/core)
 	$(PY) -m ruff check .

@@ -15,7 +15,7 @@ import time
 import pytest
 from conftest import ROOT, hog_processes, oomh_cgroups, run_cli
 
-from harness.machine.engine import EngineOptions, run_scenario
+from harness.machine.engine import EngineOptions, can_lower_oom_score_adj, run_scenario
 from harness.machine.scenario import load_scenario
 from harness.reporting.results import load_run, run_status
 
@@ -142,10 +142,17 @@ def test_self_protection_recorded(tmp_path, host, no_debris):
     assert status == "complete"
     # -1000 needs CAP_SYS_RESOURCE; where it is missing the run says so (memcg OOMs cannot pick the
     # harness anyway: it is outside the sandbox)
-    assert isinstance(env["self_protected"], bool)
+    # the harness protects itself exactly when its privileges allow it (same uid and capabilities as here)
+    assert env["self_protected"] is can_lower_oom_score_adj()
+    # and protect_self() does what it reports, in a process of its own (never this pytest process)
+    r = subprocess.run([sys.executable, "-c", "from harness.machine.engine import protect_self; ok = protect_self(); "
+                        "print(ok, open('/proc/self/oom_score_adj').read().strip())"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=60)
+    ok, adj = r.stdout.split()
     if env["self_protected"]:
-        with open("/proc/self/oom_score_adj") as f:
-            assert f.read().strip() in ("0", "-1000")
+        assert (ok, adj) == ("True", "-1000"), r.stdout + r.stderr
+    else:
+        assert ok == "False", r.stdout + r.stderr
 
 
 # --- bad input: one line, exit 2, nothing left ---------------------------------------------------

@@ -18,15 +18,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import matplotlib  # noqa: F401  (a dependency of the harness: a broken install fails, it does not skip)
+import pandas as pd
 import pytest
+from conftest import unavailable
 
-pd = pytest.importorskip("pandas")
-pytest.importorskip("matplotlib")
-
-from harness.errors import HarnessError  # noqa: E402
-from harness.machine.record import ScenarioRecord  # noqa: E402
-from harness.reporting.report import build_report, kernel_order, parse_formats  # noqa: E402
-from harness.reporting.results import RunRecorder, load_run  # noqa: E402
+from harness.errors import HarnessError
+from harness.machine.record import ScenarioRecord
+from harness.reporting.report import build_report, kernel_order, parse_formats
+from harness.reporting.results import RunRecorder, load_run
 
 ROOT = Path(__file__).parent.parent
 REAL = ROOT / "results"
@@ -310,8 +310,10 @@ def _make_real_runs(where: Path) -> list[Path]:
     """Genuine runs made for this test when results/ has none (a fresh clone, CI)."""
     import os
 
-    if os.geteuid() != 0 or shutil.which("qemu-system-x86_64") is None:
-        return []
+    if os.geteuid() != 0:
+        unavailable("host", "no host and VM run under results/, and making them needs root")
+    if shutil.which("qemu-system-x86_64") is None:
+        unavailable("vm", "no host and VM run under results/, and making them needs QEMU")
     root = Path(__file__).parent.parent
     for extra in ([], ["--backend", "vm", "--kernel", "6.12"]):
         r = subprocess.run([sys.executable, "-m", "harness", "run", "single-hog", "larger-of-two", "near-tie", *extra,
@@ -323,11 +325,14 @@ def _make_real_runs(where: Path) -> list[Path]:
     return [host[-1], vm[-1]] if host and vm else []
 
 
+@pytest.mark.root
+@pytest.mark.vm
+@pytest.mark.slow
 def test_real_runs(tmp_path: Path) -> None:
-    """A host run and a VM run (from results/, or made now), and a copy of the VM run cut short."""
+    """A host run and a VM run (from results/, or made now: genuine OOMs, hence the markers), and a
+    copy of the VM run cut short."""
     real = _real_runs() or _make_real_runs(tmp_path / "made")
-    if not real:
-        pytest.skip("no host and VM run under results/ and cannot make them here (needs root and QEMU)")
+    assert real, "the runs just made are not in the results folder"
     src = tmp_path / "runs"
     for d in real:
         shutil.copytree(d, src / d.name)

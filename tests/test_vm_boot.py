@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import unavailable
 
 pytestmark = pytest.mark.vm
 
@@ -20,8 +21,9 @@ KERNEL = os.environ.get("OOMH_TEST_KERNEL", "6.12")
 
 
 def _skip_reason() -> str | None:
+    """What the machine lacks for VM tests (QEMU, root), or None.  Everything else is the harness's."""
     if shutil.which("qemu-system-x86_64") is None:
-        return "qemu-system-x86_64 not installed (apt-get install qemu-system-x86)"
+        return "qemu-system-x86_64 not installed (apt-get install qemu-system-x86; `make setup` does)"
     if os.geteuid() != 0:
         return "VM tests need root (dpkg -x of kernel packages, device nodes)"
     return None
@@ -31,16 +33,13 @@ def _skip_reason() -> str | None:
 def kernel():
     reason = _skip_reason()
     if reason:
-        print(f"SKIP: {reason}")
-        pytest.skip(reason)
+        unavailable("vm", reason)
     from vm.image import build_initrd
-    from vm.kernels import KernelError, get_kernel
+    from vm.kernels import get_kernel
 
-    try:
-        k = get_kernel(KERNEL)
-        build_initrd(k)
-    except KernelError as e:
-        pytest.skip(f"kernel {KERNEL} unavailable: {e}")
+    # a failed download, dpkg -x or initrd build is the harness's failure: it fails the test, with its message
+    k = get_kernel(KERNEL)
+    build_initrd(k)
     return k
 
 
@@ -102,7 +101,7 @@ def test_command_timeout_is_enforced(kernel, leak_check):
         t0 = time.monotonic()
         r = vm.exec(["sh", "-c", "sleep 100; echo never"], timeout=2)
         assert r.timed_out and "never" not in r.stdout
-        assert time.monotonic() - t0 < 8
+        assert time.monotonic() - t0 < 60  # a hang guard only: the figure is bench/bench_vm_boot.py's
         assert vm.exec(["true"], 10).ok  # the guest is still usable
 
 
@@ -115,7 +114,8 @@ def test_hung_agent_is_detected_within_bound(kernel, leak_check):
         with pytest.raises(GuestHung) as ei:
             vm.exec(["sh", "-c", "kill -STOP $PPID"], timeout=2)  # freezes the agent itself
         took = time.monotonic() - t0
-        assert 4 < took < 12, took
+        # hang_grace=3 s: never before the command's own 2 s bound; the upper bound only catches a hang
+        assert 2 <= took < 120, took
         assert "@@OOMH-INIT@@" in ei.value.console_tail
 
 

@@ -11,6 +11,7 @@ import os
 import sys
 
 import pytest
+from conftest import record_kills, unavailable
 from test_vm_boot import KERNEL, _skip_reason
 
 pytestmark = [pytest.mark.vm, pytest.mark.slow]
@@ -20,8 +21,7 @@ pytestmark = [pytest.mark.vm, pytest.mark.slow]
 def catalogue_run():
     reason = _skip_reason()
     if reason:
-        print(f"SKIP: {reason}")
-        pytest.skip(reason)
+        unavailable("vm", reason)
     from harness.backends.vm import VmRunner
     from harness.machine.scenario import catalogue
 
@@ -45,8 +45,12 @@ def _names():
 def test_vm_scenario(catalogue_run, name):
     scs, recs = catalogue_run
     rec = recs[name]
-    if rec.get("verdict") == "skipped":
-        pytest.skip(rec["reason"])
+    # The harness shapes this guest (NUMA nodes, swap, cgroup v2, root with every capability): a
+    # scenario it skips there is a VM-runner bug, never a missing environment -- except what the
+    # guest KERNEL's build lacks (Debian's cloud kernel has no CONFIG_ZSWAP), which no shape can add.
+    if rec.get("verdict") == "skipped" and "this kernel is built without" in (rec.get("reason") or ""):
+        pytest.skip(f"{name}: {rec['reason']}")
+    assert rec.get("verdict") != "skipped", f"skipped in a guest the harness shaped: {rec.get('reason')}"
     assert rec["as_expected"] is True, f"{rec['verdict']}: {rec['reason']}\n{rec.get('console_tail', '')}"
     sc = next(s for s in scs if s.name == name)
     if sc.expect_outcome == "kill":
@@ -84,6 +88,10 @@ def test_vm_scenario(catalogue_run, name):
         assert rec["outcome"] == "throttled" and rec["throttle"]["high_events"]
     if name == "sysrq-manual-oom":
         assert rec["events"][0]["trigger"]["order"] == -1
+    if sc.expect_outcome in ("kill", "group-kill"):
+        # the guest kernel's /proc/PID/oom_score before the trigger equals the model's, task by task
+        assert rec["oom_score_check"]["checked"] >= 1 and rec["oom_score_check"]["agree"], rec["oom_score_check"]
+    record_kills("vm", KERNEL, rec)
 
 
 GUEST_GAP = r"""
@@ -105,7 +113,7 @@ print(json.dumps({"gaps": c.gaps, "read": len(lines)}))
 def guest():
     reason = _skip_reason()
     if reason:
-        pytest.skip(reason)
+        unavailable("vm", reason)
     from vm.kernels import get_kernel
     from vm.machine import GuestVM
 
@@ -136,11 +144,6 @@ def test_console_flood_is_bounded(guest):
     assert guest.exec(["true"], timeout=10).rc == 0
 
 
-@pytest.mark.skipif(os.environ.get("OOMH_TEST_KERNEL") is not None, reason="fixed default kernel only")
-def test_default_kernel_is_612():
-    assert KERNEL == "6.12"
-
-
 def test_sigkilled_vm_run_leaves_nothing_the_next_run_cannot_remove(tmp_path):
     """SIGKILL the harness mid-VM-run: QEMU dies with it; its temp folder is swept by the next run."""
     import glob
@@ -150,7 +153,7 @@ def test_sigkilled_vm_run_leaves_nothing_the_next_run_cannot_remove(tmp_path):
 
     reason = _skip_reason()
     if reason:
-        pytest.skip(reason)
+        unavailable("vm", reason)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     p = subprocess.Popen([sys.executable, "-m", "harness", "run", "--backend", "vm", "--kernel", KERNEL,
                           "single-hog", "--results", str(tmp_path)], cwd=root, stdout=subprocess.DEVNULL,

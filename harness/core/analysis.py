@@ -57,6 +57,7 @@ class Analysis:
     predicted: dict[str, Any] | None
     candidates: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    score: dict[str, Any] = field(default_factory=dict)  # see score_check()
 
     def to_dict(self) -> dict[str, Any]:
         ev = self.event
@@ -91,6 +92,11 @@ class Analysis:
             "reason": self.reason,
             "notes": list(self.notes),
             "candidates": self.candidates,
+            "printed_score": self.score.get("printed_score"),
+            "model_score": self.score.get("model_score"),
+            "model_score_range": self.score.get("model_score_range"),
+            "score_check": self.score.get("score_check", "unchecked"),
+            "score_note": self.score.get("score_note", ""),
             "kills": [
                 {
                     "pid": k.pid,
@@ -177,6 +183,7 @@ def derive_totalpages(ev: OomEvent, era: Era, ctx: Context) -> tuple[int | None,
                 memsw_limit=memsw,
                 swap_max=smax,
                 cgroup_v2=v2,
+                page_size=pkb * 1024,
             )
 
         if swap_pages is not None:
@@ -317,9 +324,11 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
             predicted,
             cands or [],
             notes,
+            score,
         )
 
     # (tp_note and lo may be refined below; result() reads them when called)
+    score: dict[str, Any] = score_check(ev, era, None, None, lo, hi, pkb, tp_note, "no task table in the report")
 
     if not ev.table:
         if ev.allocating_task_kill:
@@ -341,6 +350,18 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
     tp_known = lo is not None
     tp = lo if lo is not None else 1_000_000_000  # placeholder that keeps ordering for adj=0 rows
     tasks = [_task(r, era, ctx, prev) for r in ev.table]
+    # The kernel's printed score against the model's, from the report alone (never from the score).
+    score = _score_in(ev, era, ctx, prev, selected, killed, pkb)
+    if score["score_check"] == "disagree" and choice.alternatives:
+        # A vendor kernel's back-ports do not always show in the report's format (RHEL 6's "2.6.32"
+        # counts nr_ptes like 2.6.39 in some builds and not in others): say which eras fit.
+        fits = [a.label for a in choice.alternatives
+                if _score_in(ev, a, ctx, prev, selected, killed, pkb)["score_check"] == "agree"]
+        if fits:
+            score["score_check"] = "other-era"
+            score["score_note"] += (f"; the printed score fits era {' / '.join(fits)}, not {era.label}: this "
+                                    f"kernel ({choice.version or 'version unknown'}) has a change its report "
+                                    "format does not show (a back-port?)")
     sel = _select(tasks, tp, era, pkb)
     cands = _candidates(sel, tp, era, pkb, _global_totalpages(ev, lo, ctx, pkb))
     predicted = _who(sel.chosen.pid, sel.chosen.name) if sel.chosen else None
@@ -492,6 +513,133 @@ def _choice_independent_of_totalpages(tasks: list[Task], lo: int | None, hi: int
     return True
 
 
+def _score_in(ev: OomEvent, era: Era, ctx: Context, prev: set[int], selected: dict[str, Any] | None,
+              killed: dict[str, Any] | None, pkb: int) -> dict[str, Any]:
+    """:func:`score_check` with everything the era decides (totalpages, root bonus) derived for *era*."""
+    lo, hi, note = derive_totalpages(ev, era, ctx)
+    t = _selected_task(ev, [_task(r, era, ctx, prev) for r in ev.table], selected, killed)
+    row = next((r for r in ev.table if t is not None and r.pid == t.pid), None)
+    why = None if t is not None or selected is None else f"the selected task {selected['pid']} is not in the task table"
+    return score_check(ev, era, t, row, lo, hi, pkb, note, why)
+
+
+def _selected_task(ev: OomEvent, tasks: list[Task], selected: dict[str, Any] | None,
+                   killed: dict[str, Any] | None) -> Task | None:
+    """The table row of the task the kernel selected (a thread's pid names its process pre-5.3)."""
+    if selected is None:
+        return None
+    t = _find(tasks, selected["pid"])
+    if t is None and killed is not None and ev.select is not None and killed["pid"] != selected["pid"]:
+        k = _find(tasks, killed["pid"])
+        if k is not None and k.name == ev.select.name:
+            t = k
+    return t
+
+
+# A PTE page maps PAGE_SIZE / 8 pages.  The densest layout of total_vm pages needs ceil(total_vm / 512)
+# of them; each VMA can straddle one more table at each end.  The report prints neither the VMAs nor
+# nr_ptes before 3.6, so the bound below assumes at most this many extra tables.
+_SPARSE_PTE_PAGES = 64
+
+
+def score_check(ev: OomEvent, era: Era, t: Task | None, row: TaskRow | None, lo: int | None, hi: int | None,
+                pkb: int, tp_note: str, why_not: str | None) -> dict[str, Any]:
+    """The kernel's own score for the task it selected against the model's, from the report alone.
+
+    <=5.0 kernels print ``Kill process N (comm) score S``: 2.6.36-3.4 the ``oom_badness()`` value itself
+    (0..1000; v3.4 mm/oom_kill.c ``oom_kill_process(..., points, ...)``), 3.5-5.0
+    ``chosen_points * 1000 / totalpages`` (v3.5 ``out_of_memory()``; v4.19 ``oom_kill_process()``).
+    The model's value never uses the printed score: where ``totalpages`` could only be solved from it,
+    ``model_score`` is ``None`` and ``score_note`` says so.  Where the report lacks a counter the era
+    counts (2.6.36-3.5 tables print neither ``swapents`` nor ``nr_ptes``), ``model_score_range`` bounds
+    it: swap from the swap in use (memcg: memory+swap usage - memory usage), page tables from total_vm.
+    ``score_check``: ``agree`` (equal, or inside the range), ``disagree``, or ``unchecked``.
+    """
+    printed = ev.select.score if ev.select is not None else None
+    out: dict[str, Any] = {"printed_score": printed, "model_score": None, "model_score_range": None,
+                           "score_check": "unchecked", "score_note": ""}
+    if not era.sacrifice_child:
+        out["score_note"] = "kernels from 5.1 print no score (bbbe48029720 removed the 'Kill process' line)"
+        return out
+    if printed is None:
+        out["score_note"] = "the report has no 'Kill process ... score' line"
+        return out
+    if t is None or row is None:
+        out["score_note"] = why_not or "the selected task is not in the task table"
+        return out
+    res = _score_against(out, ev, era, t, row, lo, hi, pkb, tp_note)
+    if res["score_check"] == "disagree" and t.cap_sys_admin:
+        # CAP_SYS_ADMIN is guessed from uid 0; containers drop it (k3s/kubepods): the other guess
+        alt = _score_against(dict(out), ev, era, replace(t, cap_sys_admin=False), row, lo, hi, pkb, tp_note)
+        if alt["score_check"] in ("agree", "consistent"):
+            alt["score_note"] += "; it fits only without CAP_SYS_ADMIN (uid 0 without the capability: no root bonus)"
+            return alt
+    return res
+
+
+def _score_against(out: dict[str, Any], ev: OomEvent, era: Era, t: Task, row: TaskRow, lo: int | None,
+                   hi: int | None, pkb: int, tp_note: str) -> dict[str, Any]:
+    printed = out["printed_score"]
+    if lo is None or hi != lo:
+        out["score_note"] = (f"totalpages is not in the report ({tp_note}): only the printed score could pin it "
+                             "down, so the model gives no score of its own")
+        if lo is not None:
+            fit = _solve_totalpages(t, printed, era, lo, hi, pkb)
+            out["score_check"] = "consistent" if fit else "disagree"
+            out["score_note"] += (f"; the printed score fits totalpages {fit[0]}..{fit[1]}" if fit else
+                                  f"; no totalpages from {lo} to {hi if hi is not None else 'unbounded'} gives it")
+        return out
+    tp, ps = lo, pkb * 1024
+
+    def units(task: Task) -> int:
+        b = oom_badness(task, tp, era, ps) or 0
+        return b if era.thousand_scale else b * 1000 // max(tp, 1)
+
+    unknown = []
+    low: Task = t
+    high: Task | None = t
+    if row.swapents is None:
+        unknown.append("swapents")
+        bound = _swap_in_use_pages(ev, pkb)
+        low = replace(low, swapents=0)
+        high = None if (bound is None or high is None) else replace(high, swapents=bound)
+    pte_unprinted = (era.counts_nr_ptes and row.nr_ptes is None) or (era.counts_pgtables_bytes
+                                                                      and row.pgtables_bytes is None)
+    if pte_unprinted:
+        unknown.append("page tables")
+        per = ps // 8
+        pt_hi = -(-row.total_vm // per) + _SPARSE_PTE_PAGES
+        low = replace(low, nr_ptes=0, pgtables_bytes=0)
+        if high is not None:
+            high = replace(high, nr_ptes=pt_hi, pgtables_bytes=pt_hi * ps)
+    if not unknown:
+        v = units(t)
+        out.update(model_score=v, model_score_range=[v, v], score_check="agree" if v == printed else "disagree",
+                   score_note=f"totalpages {tp} ({tp_note})")
+        return out
+    rng = [units(low), None if high is None else units(high)]
+    out["model_score_range"] = rng
+    ok = rng[0] <= printed and (rng[1] is None or printed <= rng[1])
+    out["score_check"] = "agree" if ok else "disagree"
+    out["score_note"] = (f"the report's table does not print {' or '.join(unknown)}: the model bounds the score "
+                         f"(swap by the swap in use, page tables by total_vm / {ps // 8} + {_SPARSE_PTE_PAGES}); "
+                         f"totalpages {tp} ({tp_note})")
+    return out
+
+
+def _swap_in_use_pages(ev: OomEvent, pkb: int) -> int | None:
+    """Upper bound of one task's swap entries from what the report printed."""
+    bounds = []
+    mc, mi = ev.memcg, ev.meminfo
+    if mc is not None and mc.memsw_usage_kb is not None and mc.usage_kb is not None:
+        bounds.append(max(mc.memsw_usage_kb - mc.usage_kb, 0) // pkb)
+    if mc is not None and mc.swap_usage_kb is not None:
+        bounds.append(mc.swap_usage_kb // pkb)
+    if mi is not None and mi.total_swap_kb is not None and mi.free_swap_kb is not None:
+        bounds.append(max(mi.total_swap_kb - mi.free_swap_kb, 0) // pkb)
+    return min(bounds) if bounds else None
+
+
 def _solve_totalpages(t: Task, score: int, era: Era, lo: int, hi: int | None, pkb: int) -> tuple[int, int] | None:
     """Find the totalpages values for which the kernel would have printed *score* for task *t*.
 
@@ -509,9 +657,21 @@ def _solve_totalpages(t: Task, score: int, era: Era, lo: int, hi: int | None, pk
         return b if era.thousand_scale else b * 1000 // max(tp, 1)
 
     top = hi if hi is not None else max(lo, 1) * 4096
+    if (not era.thousand_scale and t.oom_score_adj == 0 and not t.oom_origin
+            and not (t.cap_sys_admin and era.root_bonus == "minus30")):
+        # 3.5-5.0 with adj 0 (and no 3.5-3.13 root bonus, which is adj - 30 and so scales with
+        # totalpages / 1000): the points do not depend on totalpages, and the printed
+        # floor(points * 1000 / totalpages) == score solves exactly (score 0: any totalpages > points * 1000).
+        b = oom_badness(t, max(lo, 1), era, ps)
+        if b is None:
+            return None
+        first = b * 1000 // (score + 1) + 1
+        last = b * 1000 // score if score > 0 else (hi if hi is not None else lo + (1 << 40))
+        first, last = max(first, lo), min(last, last if hi is None else hi)
+        return (first, last) if first <= last else None
     k_lo, k_hi = lo // 1000, top // 1000
     ks: Iterable[int]
-    if k_hi - k_lo <= 200_000:
+    if k_hi - k_lo <= 20_000:
         ks = range(k_lo, k_hi + 1)
     else:
         # printed ~ base_pages / k + adj (k = totalpages / 1000), so k ~ base_pages / (score - adj)

@@ -5,6 +5,7 @@ behave the same.  The boundaries are the releases where ``mm/oom_kill.c`` change
 
 ========  ===============================================================================
 2.6.36    a63d83f427fb "oom: badness heuristic rewrite": 0..1000 scale, rss+swap, root -30
+2.6.38    f3e8eb70b180: a memcg's limit adds total swap in bytes (2.6.36-2.6.37 added pages to bytes)
 2.6.39    f755a042d82b "oom: use pte pages in OOM score": + nr_ptes; global scan over threads
 3.5       scores in pages; oom_score_adj x totalpages/1000; root: adj - 30
 3.14      778c14affaf9: root bonus = 3% of own usage; tie-break prefers thread-group leaders
@@ -50,6 +51,14 @@ class Era:
     def thousand_scale(self) -> bool:
         """2.6.36-3.4: badness is normalised to 0..1000 (a63d83f427fb)."""
         return self.start < (3, 5)
+
+    @property
+    def memcg_limit_adds_swap_pages_to_bytes(self) -> bool:
+        """2.6.36-2.6.37: ``mem_cgroup_get_limit()`` (v2.6.36 mm/memcontrol.c) adds ``total_swap_pages``
+        (pages) to ``res_counter_read_u64(&memcg->res, RES_LIMIT)`` (bytes) before
+        ``mem_cgroup_out_of_memory()`` shifts the sum right by ``PAGE_SHIFT``: swap adds almost nothing.
+        f3e8eb70b180 (2.6.38) shifts the swap pages left by ``PAGE_SHIFT`` first."""
+        return self.start < (2, 6, 38)
 
     @property
     def counts_nr_ptes(self) -> bool:
@@ -129,7 +138,8 @@ class Era:
 
 
 ERAS: list[Era] = [
-    Era((2, 6, 36), "2.6.36-2.6.38"),
+    Era((2, 6, 36), "2.6.36-2.6.37"),
+    Era((2, 6, 38), "2.6.38"),
     Era((2, 6, 39), "2.6.39-3.4"),
     Era((3, 5), "3.5-3.13"),
     Era((3, 14), "3.14-3.19"),

@@ -238,19 +238,25 @@ def totalpages_memcg(
     memsw_limit: int | None = None,
     swap_max: int | None = None,
     cgroup_v2: bool = False,
+    page_size: int = 4096,
 ) -> int:
     """``mem_cgroup_get_max()`` (``mem_cgroup_get_limit`` before 4.19), in pages.
 
     ``None`` limits are unlimited.  2.6.38-4.8: min(mem + swap, memsw), swap only with a non-zero
     swappiness from 3.7; 4.9-5.9: min(mem + min(swap.max, swap), memsw); 5.10+: v1 adds
     min(memsw - mem, swap), v2 adds min(swap.max, swap), both only with a non-zero swappiness.
+    2.6.36-2.6.37 add the swap *pages* to the limit in *bytes* (see
+    :attr:`~harness.core.eras.Era.memcg_limit_adds_swap_pages_to_bytes`), so swap adds ``swap // page_size``.
     A zero result becomes 1.
     """
     inf = 1 << 62
     mem = limit
     memsw = inf if memsw_limit is None else memsw_limit
     smax = inf if swap_max is None else swap_max
-    if era.start < (3, 7):
+    if era.memcg_limit_adds_swap_pages_to_bytes:
+        # v2.6.36 mem_cgroup_get_limit(): min(limit_bytes + total_swap_pages, memsw_bytes) >> PAGE_SHIFT
+        out = min(mem + total_swap_pages // page_size, memsw)
+    elif era.start < (3, 7):
         out = min(mem + total_swap_pages, memsw)
     elif swappiness == 0:
         out = mem
