@@ -322,6 +322,12 @@ class Repairer:
             if spaced and n >= 2:
                 self.width = w
                 self.fixed_votes += 2
+            elif not spaced and n == pieces and pieces >= 3:
+                # every piece exactly as long as the others and no cut fell on a space: a fixed
+                # width that happened to cut inside words only (a mail client's pieces end at
+                # word ends, so their lengths vary)
+                self.width = w
+                self.fixed_votes += 1
             elif not spaced:
                 self.mail_votes += 1
 
