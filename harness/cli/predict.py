@@ -15,7 +15,7 @@ from typing import Any
 from harness.core.eras import era_by_name, era_for_version, parse_version
 from harness.core.model import oom_score, select_bad_process, totalpages_memcg
 from harness.errors import HarnessError
-from harness.machine.sandbox import detect_layout
+from harness.machine.sandbox import detect_layout, read_int
 from harness.machine.snapshot import PAGE_KB, meminfo, snapshot_pid
 
 
@@ -31,14 +31,6 @@ def _pids_in(cgdir: str) -> list[int]:
     return pids
 
 
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path) as f:
-            v = f.read().strip()
-    except OSError:
-        return None
-    return None if v == "max" else int(v)
-
 
 def predict(cgroup: str | None = None, era: str | None = None) -> dict[str, Any]:
     mi = meminfo()
@@ -53,12 +45,12 @@ def predict(cgroup: str | None = None, era: str | None = None) -> dict[str, Any]
             raise HarnessError(f"no memory cgroup {cgroup} under {layout.mount}")
         pids = _pids_in(cgdir)
         if layout.version == 2:
-            mem = _read_int(os.path.join(cgdir, "memory.max"))
-            smax = _read_int(os.path.join(cgdir, "memory.swap.max"))
+            mem = read_int(os.path.join(cgdir, "memory.max"))
+            smax = read_int(os.path.join(cgdir, "memory.swap.max"))
             memsw = None
         else:
-            mem = _read_int(os.path.join(cgdir, "memory.limit_in_bytes"))
-            memsw = _read_int(os.path.join(cgdir, "memory.memsw.limit_in_bytes"))
+            mem = read_int(os.path.join(cgdir, "memory.limit_in_bytes"))
+            memsw = read_int(os.path.join(cgdir, "memory.memsw.limit_in_bytes"))
             smax = None
         unlimited = mem is None or mem >= (1 << 60)
         if unlimited:

@@ -50,6 +50,16 @@ def _read(path: str) -> str:
         return f.read()
 
 
+def read_int(path: str) -> int | None:
+    """A cgroup or /proc number file as an int; None when it is missing, "max" or not a number."""
+    try:
+        with open(path) as f:
+            v = f.read().strip()
+    except OSError:
+        return None
+    return int(v) if v.isdigit() else None
+
+
 def _write(path: str, value: str) -> None:
     with open(path, "w") as f:
         f.write(value)

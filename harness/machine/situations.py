@@ -22,6 +22,7 @@ import os
 import time
 from typing import Any
 
+from .sandbox import read_int
 from .scenario import CgroupSpec, Scenario
 
 __all__ = ["prepare", "teardown", "apply_protection", "memory_state", "judge", "group_victims"]
@@ -122,14 +123,6 @@ def apply_protection(sc: Scenario, cgs: dict[str, Any]) -> None:
 # -- memory state -------------------------------------------------------------------------------------
 
 
-def _read_int(path: str) -> int | None:
-    try:
-        with open(path) as f:
-            v = f.read().strip()
-    except OSError:
-        return None
-    return int(v) if v.isdigit() else None
-
 
 def _stat(path: str) -> dict[str, int]:
     out: dict[str, int] = {}
@@ -148,10 +141,10 @@ def memory_state(cgs: dict[str, Any]) -> dict[str, dict[str, int | None]]:
     for name, sb in cgs.items():
         st = _stat(os.path.join(sb.path, "memory.stat"))
         out[name] = {
-            "current": _read_int(os.path.join(sb.path, "memory.current")),
-            "max": _read_int(os.path.join(sb.path, "memory.max")),
-            "peak": _read_int(os.path.join(sb.path, "memory.peak")),
-            "swap": _read_int(os.path.join(sb.path, "memory.swap.current")),
+            "current": read_int(os.path.join(sb.path, "memory.current")),
+            "max": read_int(os.path.join(sb.path, "memory.max")),
+            "peak": read_int(os.path.join(sb.path, "memory.peak")),
+            "swap": read_int(os.path.join(sb.path, "memory.swap.current")),
             "anon": st.get("anon"),
             "file": st.get("file"),
             "shmem": st.get("shmem"),
