@@ -25,6 +25,7 @@ from typing import Any
 
 from harness.atomic import atomic_write
 
+from .report import kernel_order
 from .results import load_run
 
 __all__ = ["junit_xml", "kernel_logs", "write_junit"]
@@ -55,14 +56,6 @@ def kernel_logs(run_dir: str) -> dict[str, str]:
     return out
 
 
-def _order(label: str) -> tuple[int, tuple[int, ...], str]:
-    if label == "host":
-        return (0, (), label)
-    m = re.fullmatch(r"(\d+)\.(\d+)(?:\.(\d+))?", label)
-    if m:
-        return (1, tuple(int(x) for x in m.groups() if x is not None), label)
-    return (2, (), label)
-
 
 def junit_xml(run_dirs: Sequence[str], name: str = "oom-harness") -> str:
     """JUnit XML for the run folders *run_dirs*, one testsuite per kernel label."""
@@ -80,7 +73,7 @@ def junit_xml(run_dirs: Sequence[str], name: str = "oom-harness") -> str:
         suites.setdefault(label, [])
     root = ET.Element("testsuites", name=name)
     totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "time": 0.0}
-    for label in sorted(suites, key=_order):
+    for label in sorted(suites, key=kernel_order):
         cases = suites[label]
         ts = ET.SubElement(root, "testsuite", name=f"{name}: kernel {label}")
         counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0, "time": 0.0}
