@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     for path in argv:
         try:
             sc = load_scenario(path)
-            rec = run_scenario(sc, EngineOptions(backend="vm", allow_unlimited=True, allow_sysctl=True))
+            rec = run_scenario(sc, EngineOptions(backend="vm", allow_unlimited=True, allow_sysctl=True, warm_up=False))
         except HarnessError as e:
             rec = ScenarioRecord(scenario=path, backend="vm", kernel=platform.release())
             rec.set_verdict("error", "error", False, str(e))
