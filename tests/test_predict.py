@@ -12,13 +12,14 @@ from conftest import run_cli
 from harness.cli.predict import predict
 from harness.machine.engine import HOG, _hog_python, _preexec
 from harness.machine.sandbox import Sandbox
+from harness.machine.scenario import spec_argv
 
 pytestmark = pytest.mark.root
 
 
 def _hog(sb: Sandbox, name: str, mb: int, adj: int = 0) -> subprocess.Popen:
     spec = {"kind": "anon", "size": mb << 20, "comm": name}
-    p = subprocess.Popen([_hog_python(), "-I", "-S", HOG, json.dumps(spec)], stdin=subprocess.PIPE,
+    p = subprocess.Popen([_hog_python(), "-I", "-S", HOG, *spec_argv(spec)], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, preexec_fn=_preexec(sb.procs_file(), adj, 0, None))
     assert p.stdout.readline().startswith(b"ready")
     return p

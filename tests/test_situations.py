@@ -128,7 +128,7 @@ def test_hog_writes_an_unmapped_tmpfs_file(tmp_path):
     """kind tmpfs: the file is written, the writer's RSS does not hold it."""
     path = tmp_path / "f.tmpfs"
     p = subprocess.run([sys.executable, os.path.join(ROOT, "workloads", "hog.py"),
-                        f'{{"kind": "tmpfs", "size": 8388608, "path": "{path}", "grow": 4194304}}'],
+                        "kind=tmpfs", "size=8388608", f"path={path}", "grow=4194304"],
                        input="go\nexit\n", capture_output=True, text=True, timeout=60)
     assert p.returncode == 0, p.stderr
     lines = p.stdout.split("\n")

@@ -2,10 +2,14 @@
 """A memory-hog workload: allocate, report ready, hold, grow on command, until killed.
 
 Standalone and stdlib-only on purpose: the harness starts it with ``python3 -I -S`` (about 15 ms)
-on the host, in a container and inside the QEMU guest alike.  The harness has already placed the
-process in its cgroup and set its ``oom_score_adj`` and uid before ``exec``.
+on the host, in a container and inside the QEMU guest alike.  Its imports are kept to what every
+kind needs (json, ctypes and threading are not imported at start: under TCG they cost ~0.15 s a
+hog, and a scenario starts several); ctypes and threading are imported by the kinds that use them.
+The harness has already placed the process in its cgroup and set its ``oom_score_adj`` and uid
+before ``exec``.
 
-Protocol (line based): the spec is ``argv[1]`` (JSON).  The hog allocates its initial ``size``,
+Protocol (line based): the spec is ``argv[1:]``, one ``key=value`` word per field (see
+``harness.machine.scenario.spec_argv``).  The hog allocates its initial ``size``,
 then prints ``ready <pid> [<child pid> ...]`` on stdout and reads commands from stdin:
 ``go`` starts the growth phase (``grow`` bytes more, or until killed), ``exit`` ends it.
 After growing it prints ``grown`` and waits again.  End of stdin ends it too, so a crashed harness
@@ -22,12 +26,9 @@ After growing, ``grown <seconds>`` says how long the growth took.
 
 from __future__ import annotations
 
-import ctypes
-import json
 import mmap
 import os
 import sys
-import threading
 import time
 
 MB = 1 << 20
@@ -37,13 +38,25 @@ MPOL_BIND = 2
 MAP_HUGETLB = 0x40000
 HPAGE = 2 * MB
 
-_libc = ctypes.CDLL(None, use_errno=True)
 _maps: list[object] = []  # keep every mapping alive
+_ONES = b"\1" * 65536  # what a touched page holds; small, so the hog's own heap stays small
+
+
+def _libc():
+    """The C library through ctypes, loaded on first use (only mlock and mempolicy need it)."""
+    import ctypes
+
+    return ctypes, ctypes.CDLL(None, use_errno=True)
 
 
 def _touch(m: mmap.mmap, n: int) -> None:
-    addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
-    _libc.memset(ctypes.c_void_p(addr), 1, ctypes.c_size_t(n))
+    """Write every byte of the first *n* bytes, so each page is faulted in and dirty."""
+    m.seek(0)
+    while n >= len(_ONES):
+        m.write(_ONES)
+        n -= len(_ONES)
+    if n:
+        m.write(_ONES[:n])
 
 
 def _anon(n: int, *, lock: bool = False, thp: bool = False) -> None:
@@ -54,8 +67,9 @@ def _anon(n: int, *, lock: bool = False, thp: bool = False) -> None:
         if thp:
             m.madvise(MADV_HUGEPAGE)
         if lock:
+            ctypes, libc = _libc()
             addr = ctypes.addressof(ctypes.c_char.from_buffer(m))
-            if _libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(k)) != 0:
+            if libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(k)) != 0:
                 raise OSError(ctypes.get_errno(), "mlock failed")
         _touch(m, k)
         _maps.append(m)
@@ -118,8 +132,9 @@ def _set_mempolicy(spec: str) -> None:
         a, _, b = part.partition("-")
         for node in range(int(a), int(b or a) + 1):
             mask |= 1 << node
+    ctypes, libc = _libc()
     cmask = ctypes.c_ulong(mask)
-    if _libc.syscall(238, MPOL_BIND, ctypes.byref(cmask), ctypes.c_ulong(64)) != 0:  # __NR_set_mempolicy
+    if libc.syscall(238, MPOL_BIND, ctypes.byref(cmask), ctypes.c_ulong(64)) != 0:  # __NR_set_mempolicy
         raise OSError(ctypes.get_errno(), "set_mempolicy failed")
 
 
@@ -146,6 +161,8 @@ def allocate(spec: dict, n: int) -> None:
 
 
 def _threads(spec: dict, n: int) -> None:
+    import threading
+
     count = max(1, int(spec.get("threads", 4)))
     per = n // count
     ts = [threading.Thread(target=allocate, args=({"kind": "anon"}, per)) for _ in range(count)]
@@ -193,12 +210,14 @@ def _children(spec: dict) -> list[int]:
 
 
 def _set_comm(name: str) -> None:
-    """Name the process after its workload so the kernel's report says which one it killed."""
-    _libc.prctl(15, ctypes.c_char_p(name.encode()[:15]), 0, 0, 0)  # PR_SET_NAME
+    """Name the process after its workload so the kernel's report says which one it killed
+    (writing /proc/self/comm is prctl(PR_SET_NAME); the kernel keeps the first 15 bytes)."""
+    with open("/proc/self/comm", "w") as f:
+        f.write(name[:15])
 
 
 def main() -> int:
-    spec = json.loads(sys.argv[1])
+    spec = dict(word.partition("=")[::2] for word in sys.argv[1:])
     kind = spec.get("kind", "anon")
     if spec.get("comm"):
         _set_comm(spec["comm"])

@@ -10,7 +10,6 @@ collects the log, parses it, runs the model, and returns one verdict record.  Wh
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import platform
 import selectors
@@ -36,7 +35,7 @@ from .kmsg import KmsgCursor
 from .liveness import pid_alive
 from .record import UNSET, ScenarioRecord
 from .sandbox import Sandbox, detect_layout
-from .scenario import CgroupSpec, Scenario, Workload
+from .scenario import CgroupSpec, Scenario, Workload, spec_argv
 from .snapshot import PAGE_KB, TaskSnapshot, meminfo, snapshot
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -140,7 +139,7 @@ def warm_up(python: str = "") -> None:
     if _warm:
         return
     subprocess.run(
-        [python or _hog_python(), "-I", "-S", HOG, json.dumps({"kind": "anon", "size": 0})],
+        [python or _hog_python(), "-I", "-S", HOG, *spec_argv({"kind": "anon", "size": 0})],
         input=b"exit\n",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -256,7 +255,7 @@ class Launcher:
 
     def popen(self, wl: Workload, spec: dict[str, Any], sb: Sandbox, opts: EngineOptions) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
-            [opts.python or _hog_python(), "-I", "-S", self.hog, json.dumps(spec)],
+            [opts.python or _hog_python(), "-I", "-S", self.hog, *spec_argv(spec)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

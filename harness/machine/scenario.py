@@ -33,6 +33,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,6 +100,23 @@ class Workload:
         if self.mempolicy:
             d["mempolicy"] = self.mempolicy
         return d
+
+
+def spec_argv(spec: Mapping[str, Any]) -> list[str]:
+    """A workload spec as workloads/hog.py reads it: one ``key=value`` word per set field.
+
+    Not JSON on purpose: the hog would have to import json (and re), ~0.1 s of every hog's start
+    under TCG; each value is a number or a plain string (a kind, a path, a name, ``until-killed``).
+    """
+    words = []
+    for key, value in spec.items():
+        if value is None:
+            continue
+        text = str(value)
+        if "\n" in text or "=" in key:
+            raise ValueError(f"workload spec {key}={text!r} cannot be passed to the hog")
+        words.append(f"{key}={text}")
+    return words
 
 
 @dataclass

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -15,7 +14,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.machine.engine import EngineOptions, Launcher
 from harness.machine.sandbox import PREFIX, Sandbox, detect_layout
-from harness.machine.scenario import Scenario, Workload
+from harness.machine.scenario import Scenario, Workload, spec_argv
 
 from . import LABEL
 from .daemon import START_TIMEOUT_S, DockerEngine, docker_cli
@@ -145,7 +144,7 @@ class DockerLauncher(Launcher):
         gid = wl.gid if wl.gid is not None else wl.uid
         kw = dict(kw)
         kw.update(
-            command=[PYTHON_IN_IMAGE, "-I", "-S", self.hog, json.dumps(self.main_spec)],
+            command=[PYTHON_IN_IMAGE, "-I", "-S", self.hog, *spec_argv(self.main_spec)],
             init=False,
             stdin_open=True,  # also AttachStdin and StdinOnce: stdin closes when the client detaches
             user=f"{wl.uid}:{gid}",
@@ -192,7 +191,7 @@ class DockerLauncher(Launcher):
         gid = wl.gid if wl.gid is not None else wl.uid
         cmd = [
             docker_cli(), "exec", "-i", "-u", f"{wl.uid}:{gid}", "-w", "/tmp", self.container.id,
-            PYTHON_IN_IMAGE, "-I", "-S", self.hog, json.dumps(spec),
+            PYTHON_IN_IMAGE, "-I", "-S", self.hog, *spec_argv(spec),
         ]  # fmt: skip
         with open(os.path.join(self.stderr_dir, f"{self._n}-{wl.name}.err"), "wb") as err:
             p = subprocess.Popen(

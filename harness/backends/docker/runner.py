@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -12,7 +11,7 @@ from typing import Any
 from harness.errors import HarnessError
 from harness.machine.engine import EngineOptions, protect_self, run_scenario
 from harness.machine.record import ScenarioRecord
-from harness.machine.scenario import Scenario
+from harness.machine.scenario import Scenario, spec_argv
 
 from ..base import ProgressSink
 from . import LABEL, progress
@@ -46,11 +45,10 @@ class DockerRunner:
     def _warm_up(self) -> None:
         """Run the image's python once without a memory limit, so its page cache is charged to the
         daemon's parent cgroup and not to the first scenario's container (see engine.warm_up)."""
-        spec = json.dumps({"kind": "anon", "size": 0})
         try:
             self.engine.client.containers.run(
                 self.image,
-                [PYTHON_IN_IMAGE, "-I", "-S", HOG_IN_IMAGE, spec],
+                [PYTHON_IN_IMAGE, "-I", "-S", HOG_IN_IMAGE, *spec_argv({"kind": "anon", "size": 0})],
                 network_mode="none",
                 remove=True,
                 labels={LABEL: "1", f"{LABEL}.pid": str(os.getpid())},
