@@ -29,6 +29,7 @@ bench:            ## benchmarks; figures printed and saved under results/bench/
 	$(PY) bench/bench_host.py
 	$(PY) bench/bench_vm_boot.py -n 5
 	$(PY) bench/bench_vm.py --kernels 5.10,6.1,6.12,7.2
+	$(PY) bench/bench_compare.py --kernels host,5.10,6.1,6.12,7.2 --jobs 1,2
 
 bench-kbuild:     ## kernel developer's loop on Debian's 6.12 source (first run: a full kernel build, minutes)
 	$(PY) bench/bench_kbuild.py -n 3
