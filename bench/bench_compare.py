@@ -43,16 +43,21 @@ def run_compare(kernels: str, jobs: int, scenarios: list[str]) -> dict[str, Any]
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         wall = time.monotonic() - t0
         per_kernel: dict[str, dict[str, int]] = {}
+        slowest: dict[str, tuple[float, str]] = {}  # the slowest scenario per kernel (TCG outliers)
         for summary in sorted(Path(td).glob("*/summary.json")):
             doc = json.loads(summary.read_text())
             env_file = summary.parent / "env.json"
             env = json.loads(env_file.read_text()) if env_file.exists() else {}
             label = env.get("kernel_label") or summary.parent.name
             per_kernel[label] = {k: int(doc.get(k, 0)) for k in COUNTS}
+            rows = [json.loads(ln) for ln in (summary.parent / "verdicts.jsonl").read_text().splitlines() if ln]
+            timed = [(r.get("duration_s") or 0.0, r["scenario"]) for r in rows]
+            slowest[label] = max(timed) if timed else (0.0, "-")
     if p.returncode != 0:
         tail = (p.stderr.strip().splitlines() or ["(no output)"])[-1]
         raise SystemExit(f"bench_compare: compare -j {jobs} failed (exit {p.returncode}): {tail}")
-    return {"jobs": jobs, "wall_s": round(wall, 1), "per_kernel": per_kernel}
+    return {"jobs": jobs, "wall_s": round(wall, 1), "per_kernel": per_kernel,
+            "slowest": {k: {"scenario": n, "s": round(t, 2)} for k, (t, n) in slowest.items()}}
 
 
 def main() -> int:
@@ -80,6 +85,9 @@ def main() -> int:
         is_target = r["jobs"] == 2
         rows.append(Row(f"compare -j {r['jobs']}, wall", r["wall_s"], "s", f"<= {TARGET_S:.0f} s" if is_target else "",
                         (r["wall_s"] <= TARGET_S) if is_target else None, f"as expected: {counts}"))
+        slow = ", ".join(f"{k} {v['scenario']} {v['s']} s" for k, v in r["slowest"].items())
+        rows.append(Row(f"... slowest scenario per kernel (-j {r['jobs']})", max(
+            (v["s"] for v in r["slowest"].values()), default=None), "s", "", None, slow))
     if 1 in by_j and len(by_j) > 1:
         for j, r in by_j.items():
             if j != 1:
