@@ -15,7 +15,7 @@ import time
 import pytest
 from conftest import ROOT, hog_processes, oomh_cgroups, run_cli
 
-from harness.machine.engine import EngineOptions, can_lower_oom_score_adj, run_scenario
+from harness.machine.engine import EngineOptions, can_lower_oom_score_adj, has_cap_sys_resource, run_scenario
 from harness.machine.scenario import load_scenario
 from harness.reporting.results import load_run, run_status
 
@@ -120,7 +120,29 @@ def test_second_victim_is_reported(host, no_debris):
 def test_workload_dies_before_trigger(host, no_debris):
     rec = run_scenario(load_scenario(os.path.join(SC, "too-big.toml")), EngineOptions()).to_dict()
     assert rec["verdict"] == "error" and rec["as_expected"] is False
-    assert "before it was ready" in rec["reason"]
+    # the kernel killed it (its kill line is in the log): the reason says so and what to change
+    assert rec["reason"].startswith("workload fat was OOM-killed before the trigger"), rec["reason"]
+    assert "80 MiB in all" in rec["reason"] and "limit of 32 MiB" in rec["reason"]
+
+
+def test_workload_error_before_trigger_is_quoted(host, no_debris):
+    """A hog that fails on its own (here set_mempolicy on a node that does not exist) is an error
+    whose reason quotes the hog's exception, not a guess about sizes."""
+    rec = run_scenario(load_scenario(os.path.join(SC, "bad-mempolicy.toml")), EngineOptions()).to_dict()
+    assert rec["verdict"] == "error" and rec["as_expected"] is False
+    assert rec["reason"].startswith("workload lost failed before it was ready (exit 1): "), rec["reason"]
+    assert "set_mempolicy failed" in rec["reason"]
+
+
+def test_mlock_under_another_uid(host, no_debris):
+    """uid 65534 locking more than RLIMIT_MEMLOCK: with CAP_SYS_RESOURCE the harness lifts the
+    limit and the scenario runs; without it, a skip that names the capability (never an error)."""
+    rec = run_scenario(load_scenario(os.path.join(SC, "mlock-other-uid.toml")), EngineOptions()).to_dict()
+    if has_cap_sys_resource():
+        assert rec["verdict"] == "match" and rec["as_expected"] is True, rec["reason"]
+    else:
+        assert rec["verdict"] == "skipped", rec["reason"]
+        assert "CAP_SYS_RESOURCE to let uid 65534 mlock locked's memory" in rec["reason"]
 
 
 def test_expected_kill_that_never_comes(host, no_debris):

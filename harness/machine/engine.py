@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import resource
 import selectors
 import shutil
 import subprocess
@@ -84,7 +85,12 @@ def protect_self() -> bool:
 
 
 def can_lower_oom_score_adj() -> bool:
-    """CAP_SYS_RESOURCE (bit 24 of CapEff) is needed to set a negative oom_score_adj."""
+    """CAP_SYS_RESOURCE is needed to set a negative oom_score_adj."""
+    return has_cap_sys_resource()
+
+
+def has_cap_sys_resource() -> bool:
+    """CAP_SYS_RESOURCE (bit 24 of CapEff): a negative oom_score_adj, rlimits above the hard limit."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
@@ -161,13 +167,18 @@ class _Proc:
     died_at: float | None = None
 
 
-def _preexec(procs_file: str, adj: int, uid: int, gid: int | None) -> Callable[[], None]:
+def _preexec(procs_file: str, adj: int, uid: int, gid: int | None, memlock: bool = False) -> Callable[[], None]:
     def setup() -> None:
         # Order matters: join the cgroup and lower oom_score_adj while still root, then drop.
         with open(procs_file, "w") as f:
             f.write(str(os.getpid()))
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(adj))
+        if memlock and uid:
+            # an mlock workload under another uid: lift RLIMIT_MEMLOCK while still root (needs
+            # CAP_SYS_RESOURCE above the hard limit; unmet_requirements says so beforehand)
+            with contextlib.suppress(OSError, ValueError):
+                resource.setrlimit(resource.RLIMIT_MEMLOCK, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
         if gid is not None or uid:
             os.setgroups([])
             os.setgid(gid if gid is not None else uid)
@@ -258,10 +269,14 @@ class Launcher:
             [opts.python or _hog_python(), "-I", "-S", self.hog, *spec_argv(spec)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            preexec_fn=_preexec(sb.procs_file(), wl.oom_score_adj, wl.uid, wl.gid),
+            stderr=subprocess.PIPE,  # read only if it dies early (a traceback is far below a pipe's 64 KiB)
+            preexec_fn=_preexec(sb.procs_file(), wl.oom_score_adj, wl.uid, wl.gid, memlock=wl.kind == "mlock"),
             close_fds=True,
         )
+
+    def stderr_tail(self, wl: Workload, popen: subprocess.Popen[bytes]) -> str:
+        """The last line a dead workload wrote to stderr (its exception), or ""."""
+        return _last_line(_read_dead_pipe(popen.stderr))
 
     def host_pids(self, reported: list[int], sb: Sandbox) -> list[int]:
         """Map the pids a workload reported (its own pid namespace) to this machine's pids."""
@@ -379,15 +394,18 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
         timings["setup"] = time.monotonic() - t0
         # -- start every workload and wait until each holds its initial memory --------------------
         t1 = time.monotonic()
-        for wl in sc.workloads:
-            if wl.start_delay_s:
-                time.sleep(wl.start_delay_s)
-            pr = _start(wl, cgs[wl.cgroup], opts, tmpdir, launcher)
-            procs[pr.popen.pid] = pr
-            sel.register(pr.popen.stdout, selectors.EVENT_READ, pr)  # type: ignore[arg-type]
-            if wl.start_delay_s or wl.kind in ("fork", "many"):
-                _wait_ready(sel, procs, [pr], ready_bound(sc))  # keep fork order = scan order
-        _wait_ready(sel, procs, list(procs.values()), ready_bound(sc))
+        try:
+            for wl in sc.workloads:
+                if wl.start_delay_s:
+                    time.sleep(wl.start_delay_s)
+                pr = _start(wl, cgs[wl.cgroup], opts, tmpdir, launcher)
+                procs[pr.popen.pid] = pr
+                sel.register(pr.popen.stdout, selectors.EVENT_READ, pr)  # type: ignore[arg-type]
+                if wl.start_delay_s or wl.kind in ("fork", "many"):
+                    _wait_ready(sel, procs, [pr], ready_bound(sc))  # keep fork order = scan order
+            _wait_ready(sel, procs, list(procs.values()), ready_bound(sc))
+        except _DiedEarly as e:
+            raise HarnessError(_early_death(e, sc, cursor, launcher)) from None
         timings["fill"] = time.monotonic() - t1
         for pr in procs.values():
             pr.pids = launcher.host_pids(pr.pids, cgs[pr.wl.cgroup])
@@ -449,6 +467,9 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
                 pr.popen.wait(timeout=5)
             with contextlib.suppress(Exception):
                 pr.popen.stdout.close()  # type: ignore[union-attr]
+            if pr.popen.stderr is not None:
+                with contextlib.suppress(Exception):
+                    pr.popen.stderr.close()
         sel.close()
         cursor.close()
         situations.teardown(situ)
@@ -519,6 +540,13 @@ def unmet_requirements(sc: Scenario, cgroup_version: int) -> list[str]:
             out.append("zswap (this kernel is built without CONFIG_ZSWAP)")
     if any(w.oom_score_adj < 0 for w in sc.workloads) and not can_lower_oom_score_adj():
         out.append("CAP_SYS_RESOURCE to set a negative oom_score_adj (this root lacks it; run it with --backend vm)")
+    hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]
+    for w in sc.workloads:
+        if w.kind == "mlock" and w.uid and hard != resource.RLIM_INFINITY and not has_cap_sys_resource():
+            want = w.size + (w.grow if isinstance(w.grow, int) else 0)
+            if w.grow == "until-killed" or want > hard:
+                out.append(f"CAP_SYS_RESOURCE to let uid {w.uid} mlock {w.name}'s memory (RLIMIT_MEMLOCK hard limit "
+                           f"{hard >> 10} KiB; this root lacks it; run it with --backend vm or as uid 0)")
     return out
 
 
@@ -537,15 +565,60 @@ def _apply_sysctl(values: dict[str, str], old: dict[str, str]) -> None:
             raise HarnessError(f"cannot set sysctl {k}={v}: {e.strerror}") from None
 
 
+class _DiedEarly(HarnessError):
+    """A workload died before it held its initial size (explained by :func:`_early_death`)."""
+
+    def __init__(self, proc: _Proc) -> None:
+        super().__init__(f"workload {proc.wl.name} died before it was ready (exit {proc.popen.returncode})")
+        self.proc = proc
+
+
+def _read_dead_pipe(pipe: Any) -> bytes:
+    """What is left in a dead process's pipe (never blocks: the writer is gone)."""
+    if pipe is None:
+        return b""
+    try:
+        return bytes(pipe.read(65536) or b"")
+    except (OSError, ValueError):
+        return b""
+
+
+def _last_line(data: bytes) -> str:
+    lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _early_death(e: _DiedEarly, sc: Scenario, cursor: KmsgCursor, launcher: Launcher) -> str:
+    """Why a workload died before the trigger, in words a scenario author can act on.
+
+    Killed by the kernel (SIGKILL and a kill line for its pid): the workloads' initial sizes plus
+    their interpreters' own memory (a few MiB each) did not fit the limit.  Otherwise the hog's own
+    error (e.g. mlock refused), read from its stderr."""
+    pr = e.proc
+    rc = pr.popen.returncode
+    name = pr.wl.name
+    if rc in (-9, 137):
+        pid = pr.popen.pid
+        cursor.wait_for(lambda lines: _kill_lines_seen(lines, {pid} | set(pr.pids)), 1.0)
+        killed = {ll.text.split("Killed process ", 1)[1].split(" ", 1)[0].rstrip(",")
+                  for ll in cursor.lines if "Killed process " in ll.text}
+        if str(pid) in killed or any(str(p) in killed for p in pr.pids):
+            total = sum(w.size + w.children * w.child_size for w in sc.workloads)
+            limit = f"{sc.cgroup.memory_max >> 20} MiB" if sc.cgroup.memory_max else "the machine's memory"
+            return (f"workload {name} was OOM-killed before the trigger, while the workloads took their initial "
+                    f"sizes ({total >> 20} MiB in all, plus about 4 MiB of interpreter per process) under a limit of "
+                    f"{limit}: lower the sizes or raise memory_max")
+        return f"workload {name} was killed (SIGKILL) before it was ready, with no OOM kill line for it in the log"
+    why = launcher.stderr_tail(pr.wl, pr.popen)
+    return f"workload {name} failed before it was ready (exit {rc})" + (f": {why}" if why else "")
+
+
 def _wait_ready(sel: selectors.BaseSelector, procs: dict[int, _Proc], want: list[_Proc], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not all(p.ready for p in want):
         for p in want:
             if not p.ready and p.popen.poll() is not None:
-                raise HarnessError(
-                    f"workload {p.wl.name} died before it was ready (exit {p.popen.returncode}); "
-                    "its initial size may exceed the limit"
-                )
+                raise _DiedEarly(p)
         left = deadline - time.monotonic()
         if left <= 0:
             raise HarnessError(

@@ -205,6 +205,15 @@ class DockerLauncher(Launcher):
         self.execs[wl.name] = p
         return p
 
+    def stderr_tail(self, wl: Workload, popen: subprocess.Popen[bytes]) -> str:
+        """The last line the dead workload's ``docker exec`` wrote to stderr (its exception), or ""."""
+        try:
+            with open(os.path.join(self.stderr_dir, f"{self._n}-{wl.name}.err"), "rb") as f:
+                lines = [ln.strip() for ln in f.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        except OSError:
+            return ""
+        return lines[-1][:300] if lines else ""
+
     def host_pids(self, reported: list[int], sb: Sandbox) -> list[int]:
         deadline = time.monotonic() + 2.0
         while True:
