@@ -28,20 +28,44 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 KINDS_HOST = ["anon", "anon", "anon", "shmem", "threads", "fork", "mlock", "thp"]
-KINDS_VM = KINDS_HOST + ["anon", "shmem"]
+KINDS_VM = KINDS_HOST + ["anon", "shmem", "file", "tmpfs"]
 
 
 def one_scenario(rng: random.Random, i: int, backend: str) -> str:
-    """The TOML text of one random scenario (always valid; an OOM is certain: the grower never stops)."""
+    """The TOML text of one random scenario (always valid; an OOM is certain: the grower never stops).
+
+    In the VM (cgroup v2, swap, CAP_SYS_RESOURCE) a scenario may also get swap with a swap.max,
+    child cgroups (one of them limited: the OOM domain is then the child), memory.oom.group,
+    negative oom_score_adj and page-cache or tmpfs workloads."""
+    vm = backend == "vm"
     limit = rng.choice([48, 64, 96, 128])
     n = rng.randint(1, 4)
     budget = int(limit * rng.uniform(0.35, 0.75))
     sizes = sorted((rng.randint(2, max(3, budget // n)) for _ in range(n)), reverse=True)
+    swap = vm and rng.random() < 0.25
+    children = vm and rng.random() < 0.3
+    group = vm and rng.random() < 0.2
     lines = [f'name = "random-{i:03d}"', 'description = "random scenario (scripts/explore_scenarios.py)"',
-             f'backends = ["{backend}"]', "timeout_s = 60", "", "[cgroup]", f'memory_max = "{limit}M"', ""]
+             f'backends = ["{backend}"]', "timeout_s = 60", ""]
+    if vm:
+        lines += ['requires = ["cgroup2"]', ""]
+    if swap:
+        lines += ["[vm]", "swap_mb = 128", ""]
+    lines += ["[cgroup]", f'memory_max = "{limit}M"']
+    if swap:
+        lines.append(f'swap_max = "{rng.choice([8, 16, 32])}M"')
+    if group:
+        lines.append("oom_group = true")
+    lines.append("")
+    if children:
+        lines += ["[[cgroup.children]]", 'name = "A"']
+        if rng.random() < 0.5:
+            lines.append(f'memory_max = "{int(limit * rng.uniform(0.5, 0.8))}M"')
+        lines += ["", "[[cgroup.children]]", 'name = "B"', ""]
     names = []
+    kinds = KINDS_VM if vm else KINDS_HOST
     for j, size in enumerate(sizes):
-        kind = rng.choice(KINDS_HOST if backend == "host" else KINDS_VM)
+        kind = rng.choice(kinds)
         name = f"w{j}{kind[:3]}"
         names.append(name)
         lines += ["[[workload]]", f'name = "{name}"', f'kind = "{kind}"']
@@ -54,16 +78,23 @@ def one_scenario(rng: random.Random, i: int, backend: str) -> str:
             lines.append(f"threads = {rng.randint(2, 6)}")
         lines.append(f'size = "{size}M"')
         if rng.random() < 0.4:
-            lo = 0 if backend == "host" else -999
-            lines.append(f"oom_score_adj = {rng.randint(lo, 1000)}")
+            lines.append(f"oom_score_adj = {rng.randint(0 if not vm else -999, 1000)}")
         if rng.random() < 0.3:
             lines.append("uid = 65534")
+        if children:
+            lines.append(f'cgroup = "{rng.choice(["A", "B"])}"')  # v2: processes only in leaves
         lines.append("")
     lines += ["[[workload]]", 'name = "grower"', f'size = "{rng.randint(1, 6)}M"', 'grow = "until-killed"']
     if rng.random() < 0.3:
         lines.append(f"oom_score_adj = {rng.randint(0, 1000)}")
+    if children:
+        lines.append('cgroup = "A"')
     names.append("grower")
-    lines += ["", "[expect]", 'outcome = "kill"', f'victim = "{names[0]}"', ""]
+    if group:
+        victims = ", ".join(f'"{n}"' for n in names)
+        lines += ["", "[expect]", 'outcome = "group-kill"', f"victim = [{victims}]", ""]
+    else:
+        lines += ["", "[expect]", 'outcome = "kill"', f'victim = "{names[0]}"', ""]
     return "\n".join(lines)
 
 

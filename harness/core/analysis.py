@@ -381,8 +381,10 @@ def analyze(ev: OomEvent, ctx: Context | None = None, previous_victims: Iterable
             want,
             cands,
         )
-    if ev.panic or ev.no_killable or ev.victim_exiting or selected is None:
-        if ev.panic or ev.no_killable or ev.victim_exiting:
+    # a group kill can follow a skipped victim (its mm was gone): the group's kills count
+    skipped = ev.victim_exiting and not any(k.group for k in ev.kills)
+    if ev.panic or ev.no_killable or skipped or selected is None:
+        if ev.panic or ev.no_killable or skipped:
             return result("no-victim", _no_victim_reason(ev), predicted, cands)
         return result("undecidable", "the report ends before the kill line: " + "; ".join(ev.missing), predicted, cands)
     if not ev.table_complete:

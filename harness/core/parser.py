@@ -765,7 +765,12 @@ class _Parser:
         """``OOM victim N (x) is already exiting. Skip killing the task`` (task_will_free_mem)."""
         if not _EXITING.search(text):
             return False
-        b.ev.victim_exiting = True
+        if not b.ev.kills:
+            # the selected victim itself (its mm went between selection and kill): no kill for it.
+            # After a kill line it is a memory.oom.group member (often the first victim, already
+            # gone: 6.12 oom_kill_memcg_member() -> __oom_kill_process() prints this line for any
+            # member whose mm is gone); the kills stand.
+            b.ev.victim_exiting = True
         b.killed_at = ll.lineno
         return True
 

@@ -300,7 +300,11 @@ def _start(wl: Workload, sb: Sandbox, opts: EngineOptions, tmpdir: str, launcher
         spec["path"] = os.path.join(tmpdir, f"{wl.name}.data")
     elif wl.kind == "tmpfs":
         spec["path"] = situations.workload_path(tmpdir, wl.name)
-    p = launcher.popen(wl, spec, sb, opts)
+    try:
+        p = launcher.popen(wl, spec, sb, opts)
+    except subprocess.SubprocessError as e:  # preexec_fn failed: Python keeps no detail
+        raise HarnessError(f"workload {wl.name} could not be started in cgroup {sb.rel} with oom_score_adj "
+                           f"{wl.oom_score_adj} and uid {wl.uid} ({e})") from None
     assert p.stdout is not None
     os.set_blocking(p.stdout.fileno(), False)
     return _Proc(wl, p, [p.pid])
@@ -369,6 +373,12 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
     )
     layout = detect_layout()
     rec.cgroup_version = layout.version
+    inner = internal_processes(sc) if layout.version == 2 else []
+    if inner:
+        rec.set_verdict("error", "error", False, inner[0])
+        rec.timings = {}
+        rec.duration_s = round(time.monotonic() - t0, 4)
+        return rec
     missing = unmet_requirements(sc, layout.version)
     if missing:
         rec.set_verdict("skipped", "skipped", None, "needs " + "; ".join(missing))
@@ -389,6 +399,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
         root, cgs = launcher.sandbox(sc, opts)
         rec.cgroup = root.rel
         tmpdir = tempfile.mkdtemp(prefix=f"oomh-{os.getpid()}-", dir=opts.tmpdir)
+        os.chmod(tmpdir, 0o1777)  # like /tmp: file workloads under another uid write their files here
         situ = situations.prepare(sc, tmpdir)
         situations.apply_protection(sc, cgs)
         timings["setup"] = time.monotonic() - t0
@@ -524,6 +535,24 @@ READY_MIN_S = 30.0
 
 def ready_bound(sc: Scenario) -> float:
     return max(sc.timeout_s, READY_MIN_S)
+
+
+def internal_processes(sc: Scenario) -> list[str]:
+    """Workloads placed in a cgroup that has child cgroups: cgroup v2 refuses that ("no internal
+    processes": a cgroup with controllers enabled for its children holds no processes itself, and
+    writing a pid to its cgroup.procs fails with EBUSY).  One sentence per offending workload."""
+    inner: dict[str, str] = {}
+
+    def walk(spec: CgroupSpec, name: str, label: str) -> None:
+        if spec.children:
+            inner[name] = label
+        for ch in spec.children:
+            walk(ch, ch.name, f"child cgroup {ch.name!r}")
+
+    walk(sc.cgroup, "", "the scenario's cgroup")
+    return [f"workload {w.name} is placed in {inner[w.cgroup]}, which has child cgroups: cgroup v2 keeps processes "
+            "only in leaf cgroups (\"no internal processes\"); put it in one of the children"
+            for w in sc.workloads if w.cgroup in inner]
 
 
 def unmet_requirements(sc: Scenario, cgroup_version: int) -> list[str]:
