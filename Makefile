@@ -27,6 +27,7 @@ bench:            ## benchmarks; figures printed and saved under results/bench/
 	$(PY) bench/bench_parser.py
 	$(PY) bench/bench_model.py
 	$(PY) bench/bench_host.py
+	$(PY) bench/bench_watch.py
 	$(PY) bench/bench_vm_boot.py -n 5
 	$(PY) bench/bench_vm.py --kernels 5.10,6.1,6.12,7.2
 	$(PY) bench/bench_compare.py --kernels host,5.10,6.1,6.12,7.2 --jobs 1,2

@@ -1,26 +1,34 @@
 """KTAP (``run --format ktap``) and JUnit XML (``--junit``): conformance to the KTAP spec and the JUnit XSD.
 
 KTAP is checked by ``tests/ktap_spec.py``, a checker written from the kernel's
-``Documentation/dev-tools/ktap.rst`` (and first tried on the spec's own examples, below); JUnit
-against ``tests/data/junit.xsd`` with ``xmlschema``.  Saved runs are made with the harness's own
+``Documentation/dev-tools/ktap.rst`` (and first tried on the spec's own examples, below), and by
+the kernel's own KTAP reader, ``tools/testing/kunit/kunit_parser.py`` of Debian's 6.12 source
+tree (imported from the tree in the cache, fetched with the harness's ``kernel-source`` when
+missing, skipped with the reason when it cannot be had); JUnit against ``tests/data/junit.xsd``
+with ``xmlschema``.  Saved runs are made with the harness's own
 :class:`RunRecorder`, exactly as ``oom-harness run`` leaves them.
 """
 
 from __future__ import annotations
 
+import importlib
+import io
+import json
 import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
+from conftest import record_kills
 from ktap_spec import check
 
 from harness.machine.record import ScenarioRecord
 from harness.reporting.junit import junit_xml, kernel_logs
-from harness.reporting.ktap import ktap
+from harness.reporting.ktap import ktap, ktap_runs
 from harness.reporting.results import RunRecorder
 
 ROOT = Path(__file__).parent.parent
@@ -257,14 +265,20 @@ def test_the_xsd_means_something(two_kernels: list[str]) -> None:
         assert not schema.is_valid(bad)
 
 
-def test_cli_report_writes_junit(two_kernels: list[str], tmp_path: Path) -> None:
+def test_cli_report_writes_junit_and_ktap(two_kernels: list[str], tmp_path: Path) -> None:
     pytest.importorskip("pandas")
     out = tmp_path / "junit" / "oom.xml"
+    kt = tmp_path / "ktap" / "oom.ktap"
     r = subprocess.run([sys.executable, "-m", "harness", "report", *two_kernels, "--out", str(tmp_path / "rep"),
-                        "--format", "md", "--junit", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+                        "--format", "md", "--junit", str(out), "--ktap", str(kt)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert f"wrote JUnit XML {out}" in r.stderr
+    assert f"wrote JUnit XML {out}" in r.stderr and f"wrote KTAP {kt}" in r.stderr
     _schema().validate(str(out))
+    c = check(kt.read_text())
+    assert c.errors == [], kt.read_text()
+    assert [(t.name, t.ok, len(t.subtests)) for t in c.tests] == [("host", False, 5), ("6.12", False, 5)]
+    assert "\n  KTAP version 1\n  # Subtest: 6.12\n" in kt.read_text()
 
 
 @pytest.mark.root
@@ -283,3 +297,135 @@ def test_run_format_ktap_and_junit_for_real(host: None, no_debris: None, tmp_pat
     case = ET.parse(junit).getroot().find("testsuite/testcase")
     assert case.get("name") == "single-hog" and case.find("failure") is None
     assert "invoked oom-killer" in case.find("system-out").text
+
+
+# -------------------------------------------------------------------------------------- kunit.py's own parser
+
+KUNIT_SERIES = "6.12"
+
+
+def _kunit_tree() -> Path:
+    """tools/testing/kunit of a cached kernel source tree; fetched (``kernel-source 6.12``) when none
+    is cached; the test skips, saying why, when it cannot be had (no network, no dpkg-deb)."""
+    from vm.ksource import SOURCE_SERIES, _cached, fetch_source
+
+    for series in (KUNIT_SERIES, *SOURCE_SERIES):  # 5.10's parser predates kunit_printer.py and this API
+        tree = _cached(series)
+        if tree is not None and (tree / "tools/testing/kunit/kunit_printer.py").is_file():
+            return tree / "tools/testing/kunit"
+    try:
+        tree = fetch_source(KUNIT_SERIES)
+    except Exception as e:  # noqa: BLE001 - any failure to fetch is a missing environment here
+        pytest.skip(f"kunit_parser.py: no kernel source tree cached and `oom-harness kernel-source {KUNIT_SERIES}` "
+                    f"failed: {e}")
+    d = tree / "tools/testing/kunit"
+    if not (d / "kunit_printer.py").is_file():
+        pytest.fail(f"{tree} has no tools/testing/kunit/kunit_parser.py + kunit_printer.py")
+    return d
+
+
+@pytest.fixture(scope="module")
+def kunit() -> ModuleType:
+    """The kernel tree's kunit_parser module (imported from the tree, not copied)."""
+    d = _kunit_tree()
+    sys.path.insert(0, str(d))
+    try:
+        for m in ("kunit_parser", "kunit_printer"):
+            sys.modules.pop(m, None)
+        return importlib.import_module("kunit_parser")
+    finally:
+        sys.path.remove(str(d))
+
+
+def _kunit_parse(kunit: ModuleType, text: str) -> tuple[Any, str]:
+    """kunit_parser.parse_run_tests on *text*; (the main Test, what kunit printed).  kunit_parser
+    prints through the module-level ``stdout`` Printer bound to sys.stdout at import: swapped here."""
+    out = io.StringIO()
+    printer = kunit.stdout
+    kunit.stdout = type(printer)(out)
+    try:
+        main = kunit.parse_run_tests(text.splitlines())
+    finally:
+        kunit.stdout = printer
+    return main, out.getvalue()
+
+
+def _status(kunit: ModuleType, row: dict[str, Any]) -> Any:
+    """The KUnit status a verdict row must read as."""
+    if row.get("as_expected") is None or row.get("verdict") == "skipped":
+        return kunit.TestStatus.SKIPPED
+    return kunit.TestStatus.SUCCESS if row["as_expected"] else kunit.TestStatus.FAILURE
+
+
+def _assert_kunit_reads(kunit: ModuleType, main: Any, printed: str, rows: list[dict[str, Any]],
+                        names: list[str]) -> None:
+    assert main.counts.errors == 0, printed
+    assert "[ERROR]" not in printed, printed
+    assert [t.name for t in main.subtests] == names, printed
+    assert [t.status for t in main.subtests] == [_status(kunit, r) for r in rows], printed
+    want = [_status(kunit, r) for r in rows]
+    TS = kunit.TestStatus
+    assert (main.counts.passed, main.counts.failed, main.counts.skipped, main.counts.crashed) == (
+        want.count(TS.SUCCESS), want.count(TS.FAILURE), want.count(TS.SKIPPED), 0), printed
+    # a failure's diagnostic block is the log kunit shows with it
+    for t, r in zip(main.subtests, rows, strict=True):
+        if r.get("as_expected") is False:
+            assert any(ln.startswith("# reason: ") for ln in t.log), t.log
+
+
+def test_kunit_parser_reads_every_verdict_kind(kunit: ModuleType) -> None:
+    rows = [{k: v for k, v in r.items() if k not in ("events", "snapshot", "kernel_log")} for r in _rows()]
+    main, printed = _kunit_parse(kunit, ktap(rows, header=["backend host, kernel 6.18.0-test"]))
+    _assert_kunit_reads(kunit, main, printed, rows, ["larger-of-two", "near-tie", "adj-protected", "threads",
+                                                     "larger-of-two_attempt_2"])
+    assert main.status == kunit.TestStatus.FAILURE
+    assert "Ran 5 tests: passed: 2, failed: 2, skipped: 1" in printed
+
+
+def test_kunit_parser_reads_compare_ktap_one_suite_per_kernel(kunit: ModuleType, two_kernels: list[str]) -> None:
+    text = ktap_runs(two_kernels)
+    assert check(text).errors == [], text
+    main, printed = _kunit_parse(kunit, text)
+    assert main.counts.errors == 0 and "[ERROR]" not in printed, printed
+    assert [t.name for t in main.subtests] == ["host", "6.12"]
+    assert [t.status for t in main.subtests] == [kunit.TestStatus.FAILURE] * 2
+    rows = _rows()
+    for suite in main.subtests:
+        assert [t.status for t in suite.subtests] == [_status(kunit, r) for r in rows]
+    assert (main.counts.passed, main.counts.failed, main.counts.skipped) == (4, 4, 2), printed
+
+
+@pytest.mark.root
+def test_kunit_parser_reads_a_real_run(host: None, no_debris: None, tmp_path: Path, kunit: ModuleType) -> None:
+    """A real host run: a genuine OOM as expected, one expecting the wrong victim (not ok), one this
+    host cannot express (skip); kunit.py's parser sees what the harness decided, without an error."""
+    wrong = tmp_path / "expects-the-wrong-victim.toml"
+    wrong.write_text((ROOT / "harness/machine/catalogue/host/larger-of-two.toml").read_text()
+                     .replace('name = "larger-of-two"', 'name = "expects-the-wrong-victim"')
+                     .replace('victim = "big"', 'victim = "small"'))
+    unmet = tmp_path / "needs-what-this-host-lacks.toml"
+    unmet.write_text((ROOT / "harness/machine/catalogue/host/single-hog.toml").read_text()
+                     .replace('name = "single-hog"', 'name = "needs-what-this-host-lacks"')
+                     .replace('backends = ["host", "vm", "docker"]',
+                              'backends = ["host", "vm", "docker"]\nrequires = ["cgroup2", "numa", "swap", "zswap"]'))
+    res = tmp_path / "results"
+    r = subprocess.run([sys.executable, "-m", "harness", "run", "single-hog", str(wrong), str(unmet), "--format",
+                        "ktap", "--results", str(res)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 1, r.stdout + r.stderr  # one verdict not as expected
+    (run,) = [d for d in res.iterdir() if (d / "verdicts.jsonl").is_file()]
+    rows = [json.loads(ln) for ln in (run / "verdicts.jsonl").read_text().splitlines()]
+    assert [x["verdict"] for x in rows[:2]] == ["match", "match"], [x["reason"] for x in rows]
+    assert [x["as_expected"] for x in rows[:2]] == [True, False]
+    main, printed = _kunit_parse(kunit, r.stdout)
+    _assert_kunit_reads(kunit, main, printed, rows,
+                        ["single-hog", "expects-the-wrong-victim", "needs-what-this-host-lacks"])
+    if rows[2]["verdict"] == "skipped":  # a host lacking any of cgroup2, numa, swap, zswap (this one lacks all)
+        assert main.subtests[2].status == kunit.TestStatus.SKIPPED
+    for x in rows:
+        record_kills("host", x.get("kernel") or "host", x)
+    print(printed)
+    # the same run as a compare/report KTAP file: one kernel, its three scenarios
+    main2, printed2 = _kunit_parse(kunit, ktap_runs([str(run)]))
+    assert main2.counts.errors == 0 and [t.name for t in main2.subtests] == ["host"], printed2
+    assert [t.status for t in main2.subtests[0].subtests] == [t.status for t in main.subtests]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import select
 import signal
 import subprocess
 import sys
@@ -101,8 +102,27 @@ def test_follows_a_growing_file_through_truncation_and_rotation(tmp_path: Path) 
     assert "OOM event(s), 0 gap(s)" in err
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_flushes_the_pending_report_and_exits_0(sig: int) -> None:
+    """A report still waiting for the log to settle is explained before watch exits on SIGINT/SIGTERM."""
+    log = LOGS[2]
+    want = [e.kills[0].pid if e.kills else None for e in parse_file(str(log))]
+    p = _watch("--file", "-", "--json", "--settle", "600", stdin=subprocess.PIPE)
+    try:
+        _ready(p)
+        p.stdin.write(log.read_text())  # type: ignore[union-attr]
+        p.stdin.flush()  # type: ignore[union-attr]  # stdin stays open: no end of input to flush at
+        time.sleep(1.5)
+        assert not select.select([p.stdout], [], [], 0)[0], "printed before the signal: not a test of the flush"
+    finally:
+        out, err = _stop(p, sig)
+    objs = _objects(out)
+    assert [(o["observed_victim"] or {}).get("pid") for o in objs] == want, out
+    assert f"{len(want)} OOM event(s), 0 gap(s)" in err and "Traceback" not in err, err
+
+
 class _FakeKmsg:
-    """os.read stand-in: kmsg records, with an overrun (EPIPE) and a sequence jump in between."""
+    """os.read stand-in: kmsg records, with an overrun (EPIPE), a sequence jump, the end (EAGAIN) in between."""
 
     def __init__(self, records: list[str | int]) -> None:
         self.items = list(records)
@@ -113,6 +133,8 @@ class _FakeKmsg:
         it = self.items.pop(0)
         if it == errno.EPIPE:
             raise OSError(errno.EPIPE, "Broken pipe")
+        if it == errno.EAGAIN:
+            raise BlockingIOError
         return str(it).encode()
 
 
@@ -125,7 +147,8 @@ def test_kmsg_overrun_is_reported_and_reading_goes_on(tmp_path: Path) -> None:
         recs.append(f"4,{seq},{22_000_000 + i},-;{text}\n")
         seq += 1
         if i == 3:
-            recs.append(errno.EPIPE)  # the ring buffer wrapped under us
+            recs.append(errno.EPIPE)  # the ring buffer wrapped under us: the next record read is 7 further on
+            seq += 7
         if i == 10:
             seq += 5  # records lost without EPIPE: the sequence number says so
     fake = tmp_path / "kmsg"
@@ -138,12 +161,36 @@ def test_kmsg_overrun_is_reported_and_reading_goes_on(tmp_path: Path) -> None:
     w.flush()
     src.close()
     gaps = [o for o in out if o["type"] == "gap"]
-    assert [g["reason"].split(":")[0] for g in gaps] == ["kmsg overrun", "kmsg sequence jumped from 110 to 116"]
-    assert gaps[1]["lost_records"] == 5
+    assert [g["reason"].split(":")[0] for g in gaps] == ["kmsg overrun", "kmsg sequence jumped from 117 to 123"]
+    assert [g["lost_records"] for g in gaps] == [7, 5]  # one gap per overrun, with its count
     events = [o for o in out if o["type"] == "oom"]
     assert len(events) == 2  # both reports still come out ...
     assert not events[0]["complete"] and "lines lost (kmsg sequence gap)" in events[0]["missing"]  # ... flagged
     assert isinstance(Gap("x"), Gap)
+
+
+def test_an_overrun_before_the_first_record_still_counts_what_was_lost(tmp_path: Path) -> None:
+    """Opened "from now", the source reads to the end of what the ring holds (keeping the last sequence
+    number), so a reader stalled before its first record still learns how many records it lost."""
+    old = [f"6,{seq},{seq * 1000},-;old record {seq}\n" for seq in range(1, 6)]
+    fake = tmp_path / "kmsg"
+    fake.write_text("")
+    reads = _FakeKmsg([*old, errno.EAGAIN, errno.EPIPE, "6,50,50000,-;first record left after the wrap\n"])
+    src = KmsgSource(str(fake), read=reads)
+    assert src.last_seq == 5
+    got = list(src.poll(0.1))
+    src.close()
+    assert isinstance(got[0], Gap) and got[0].lost == 44 and got[0].why.startswith("kmsg overrun")
+    assert [g.text for g in got[1:]] == ["first record left after the wrap"]  # type: ignore[union-attr]
+
+
+def test_an_overrun_with_nothing_after_it_is_reported_without_a_count(tmp_path: Path) -> None:
+    fake = tmp_path / "kmsg"
+    fake.write_text("")
+    src = KmsgSource(str(fake), from_start=True, read=_FakeKmsg([errno.EPIPE]))
+    got = list(src.poll(0.1))
+    src.close()
+    assert len(got) == 1 and isinstance(got[0], Gap) and got[0].lost is None
 
 
 @pytest.mark.slow

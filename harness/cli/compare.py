@@ -34,6 +34,7 @@ from harness.errors import HarnessError
 from harness.machine.scenario import Scenario, resolve
 from harness.reporting import report
 from harness.reporting.junit import write_junit
+from harness.reporting.ktap import write_ktap
 from vm.kbuild import is_kernel_tree
 from vm.kernels import KNOWN_SERIES, cached_kernels
 
@@ -169,14 +170,14 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         if dirs:
             rep = report.build_report(dirs, out, formats, args.plot_scenario, notes=[*notes, "compare was interrupted"])
             report.print_files(rep)
-            _junit(args.junit, dirs)
+            _ci_files(args, dirs)
         raise
     if not dirs:
         raise HarnessError("no kernel could be run: " + "; ".join(notes))
     rep = report.build_report(dirs, out, formats, args.plot_scenario, notes=notes)
     sys.stdout.write(rep.markdown)
     report.print_files(rep)
-    _junit(args.junit, dirs)
+    _ci_files(args, dirs)
     return 0
 
 
@@ -251,18 +252,23 @@ def _compare_parallel(per: dict[str, list[Scenario]], args: argparse.Namespace, 
     rep = report.build_report(dirs, out, formats, args.plot_scenario, notes=notes)
     if interrupted:
         report.print_files(rep)
-        _junit(args.junit, dirs)
+        _ci_files(args, dirs)
         raise KeyboardInterrupt
     sys.stdout.write(rep.markdown)
     report.print_files(rep)
-    _junit(args.junit, dirs)
+    _ci_files(args, dirs)
     return 0
 
 
-def _junit(path: str | None, dirs: list[str]) -> None:
-    if path:
-        write_junit(path, dirs)
-        print(f"wrote JUnit XML {path}", file=sys.stderr)
+def _ci_files(args: argparse.Namespace, dirs: list[str]) -> None:
+    """The files CI systems read, when asked: JUnit XML (``--junit``) and KTAP (``--ktap``)."""
+    if args.junit:
+        write_junit(args.junit, dirs)
+        print(f"wrote JUnit XML {args.junit}", file=sys.stderr)
+    ktap_path = getattr(args, "ktap", None)  # callers that build the Namespace themselves may leave it out
+    if ktap_path:
+        write_ktap(ktap_path, dirs)
+        print(f"wrote KTAP {ktap_path}", file=sys.stderr)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -273,7 +279,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     rep = report.build_report(args.runs, out, formats, args.plot_scenario)
     sys.stdout.write(rep.markdown)
     report.print_files(rep)
-    _junit(args.junit, [r.dir for r in rep.runs])
+    _ci_files(args, [r.dir for r in rep.runs])
     for r in rep.partial_runs:
         print(f"note: {r.run_id} is a partial run ({r.status_note()})", file=sys.stderr)
     return 0
@@ -307,6 +313,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "order (default: 1)")
     p.add_argument("--junit", metavar="PATH", help="also write JUnit XML here: one testsuite per kernel, one "
                    "testcase per scenario, the kernel's report attached")
+    p.add_argument("--ktap", metavar="PATH", help="also write KTAP version 1 here: one test per kernel, its "
+                   "scenarios as subtests (as KUnit prints suites)")
     p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser(
@@ -322,4 +330,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot-scenario", action="append", metavar="NAME",
                    help="draw the points-per-task plot only for this scenario (repeatable; default: all)")
     p.add_argument("--junit", metavar="PATH", help="also write JUnit XML of these runs here")
+    p.add_argument("--ktap", metavar="PATH", help="also write KTAP version 1 of these runs here (one test per "
+                   "kernel, its scenarios as subtests)")
     p.set_defaults(func=_cmd_report)

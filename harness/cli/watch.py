@@ -10,7 +10,8 @@ JSON object per line (``"type": "oom"``, then the ``parse --json`` event fields)
 Long-running by design:
 
 * a ``/dev/kmsg`` overrun (records overwritten before they were read: ``EPIPE``) or a jump in
-  sequence numbers is reported as a gap (``"type": "gap"`` with ``--json``) and reading goes on;
+  sequence numbers is reported as a gap (``"type": "gap"`` with ``--json``, ``lost_records`` the
+  number of records lost) and reading goes on;
   an event that lost lines says so (``complete: false``);
 * memory is bounded: no line is kept once parsed, a line longer than 64 KiB is cut, and only the
   last few victims are remembered (to recognise a second kill);
@@ -70,7 +71,17 @@ class _Stop(Exception):
 
 
 class KmsgSource:
-    """``/dev/kmsg`` records as lines, from the current end (or the oldest still held)."""
+    """``/dev/kmsg`` records as lines, from the current end (or the oldest still held).
+
+    An overrun — the ring buffer overwrote records before they were read, which ``read`` reports
+    as ``EPIPE`` once and then goes on from the oldest record left — becomes one :class:`Gap`
+    carrying how many records were lost, from the sequence numbers either side.  To know the
+    number even when the reader stalls before its first record, opening "from now" reads to the
+    end (keeping only the last sequence number) rather than seeking there blind.
+    """
+
+    #: At open, records skipped at most before seeking to the end blind (a huge ring buffer).
+    MAX_SKIP = 1_000_000
 
     def __init__(self, path: str = "/dev/kmsg", from_start: bool = False, read: Any = None) -> None:
         try:
@@ -78,12 +89,35 @@ class KmsgSource:
         except OSError as e:
             raise HarnessError(f"cannot read the kernel log {path}: {e.strerror} (run as root, or set "
                                "kernel.dmesg_restrict=0; or follow a log with --file)") from None
-        if not from_start:
-            os.lseek(self.fd, 0, os.SEEK_END)
         self.name = path
         self._read = read or os.read
         self.last_seq: int | None = None
         self.lineno = 0
+        self._overrun = False
+        if not from_start:
+            self._skip_to_end()
+
+    def _skip_to_end(self) -> None:
+        """Read what the ring buffer holds, keeping only the last record's sequence number."""
+        for _ in range(self.MAX_SKIP):
+            try:
+                data = self._read(self.fd, 8192)
+            except BlockingIOError:
+                return
+            except InterruptedError:
+                continue
+            except OSError as e:
+                if e.errno == errno.EPIPE:
+                    continue
+                raise
+            if not data:
+                return
+            try:
+                self.last_seq = int(data.split(b",", 2)[1])
+            except (IndexError, ValueError):
+                pass
+        os.lseek(self.fd, 0, os.SEEK_END)
+        self.last_seq = None
 
     def poll(self, timeout: float) -> Iterator[LogLine | Gap]:
         """Whatever arrived within *timeout* seconds (records, and gaps)."""
@@ -94,32 +128,38 @@ class KmsgSource:
             try:
                 data = self._read(self.fd, 8192)
             except BlockingIOError:
-                return
+                break
             except InterruptedError:
                 continue
             except OSError as e:
                 if e.errno == errno.EPIPE:  # overwritten before we read them; the next read goes on
-                    yield Gap("kmsg overrun: records were overwritten before they were read")
+                    self._overrun = True
                     continue
                 raise
             if not data:
-                return
+                break
             head = data.decode("utf-8", "replace").split("\n", 1)[0]
             self.lineno += 1
             ll = normalize(head, self.lineno)
             if ll is None:
                 continue
             if ll.seq is not None:
-                if self.last_seq is not None and ll.seq > self.last_seq + 1:
-                    yield Gap(f"kmsg sequence jumped from {self.last_seq} to {ll.seq}", ll.seq - self.last_seq - 1)
+                lost = ll.seq - self.last_seq - 1 if self.last_seq is not None else None
+                if self._overrun:
+                    self._overrun = False
+                    yield Gap("kmsg overrun: records were overwritten before they were read", lost)
+                elif lost is not None and lost > 0:
+                    yield Gap(f"kmsg sequence jumped from {self.last_seq} to {ll.seq}", lost)
                 self.last_seq = ll.seq
             yield ll
+        if self._overrun:  # EPIPE and nothing after it (yet): say so now, without a count
+            self._overrun = False
+            yield Gap("kmsg overrun: records were overwritten before they were read")
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-
 
 class FileSource:
     """A growing log file (``tail -F``: from its end unless *from_start*; truncation and rotation

@@ -7,18 +7,29 @@ error (the scenario could not be judged) is ``not ok N name # ERROR <reason>``; 
 preceded by a block of diagnostic lines (``# ...``) with the victim, the model's choice, the points
 and the reason, so a KTAP reader (KernelCI, LAVA, kunit.py) shows why without opening the results.
 
+``compare --ktap PATH`` / ``report --ktap PATH`` write the same for several kernels: one top-level
+test per kernel label (``host``, ``6.12`` ...), its scenarios as nested subtests introduced by an
+indented version line and ``# Subtest: <label>``, as KUnit prints suites, so kunit.py shows one
+suite per kernel.
+
 Nothing but version, plan, result and diagnostic lines is printed, so the output is also valid TAP.
+The tests feed real output to the kernel tree's own ``tools/testing/kunit/kunit_parser.py``.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from typing import Any
 
 from harness import __version__
+from harness.atomic import atomic_write
 
-__all__ = ["ktap", "test_name"]
+from .report import kernel_order
+from .results import load_run
+
+__all__ = ["ktap", "ktap_runs", "test_name", "write_ktap"]
 
 _UNSAFE = re.compile(r"[#\s]+")
 
@@ -62,11 +73,9 @@ def _diagnostics(row: dict[str, Any]) -> list[str]:
     return [f"# {_one_line(x, 2000)}" for x in lines]
 
 
-def ktap(rows: Sequence[dict[str, Any]], header: Sequence[str] = ()) -> str:
-    """KTAP version 1 text for *rows* (verdict rows of one run); *header* lines become diagnostics."""
-    out = ["KTAP version 1", f"# oom-harness {__version__}"]
-    out += [f"# {_one_line(h, 2000)}" for h in header]
-    out.append(f"1..{len(rows)}")
+def _results(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Plan and result lines (with the diagnostic blocks) for *rows*, unindented."""
+    out = [f"1..{len(rows)}"]
     seen: dict[str, int] = {}
     for n, row in enumerate(rows, 1):
         sc = str(row.get("scenario"))
@@ -83,4 +92,49 @@ def ktap(rows: Sequence[dict[str, Any]], header: Sequence[str] = ()) -> str:
                 out.append(f"not ok {n} {name} # ERROR {_one_line(row.get('reason'), 200)}".rstrip())
             else:
                 out.append(f"not ok {n} {name}")
+    return out
+
+
+def ktap(rows: Sequence[dict[str, Any]], header: Sequence[str] = ()) -> str:
+    """KTAP version 1 text for *rows* (verdict rows of one run); *header* lines become diagnostics."""
+    out = ["KTAP version 1", f"# oom-harness {__version__}"]
+    out += [f"# {_one_line(h, 2000)}" for h in header]
+    out += _results(rows)
     return "\n".join(out) + "\n"
+
+
+def ktap_runs(run_dirs: Sequence[str]) -> str:
+    """KTAP version 1 for saved run folders: one test per kernel label (in the comparison's kernel
+    order), holding one subtest per scenario run.  A kernel is ``not ok`` when one of its scenarios
+    is; a kernel with no scenario run (interrupted at once) is ``ok ... # SKIP``."""
+    per: dict[str, list[dict[str, Any]]] = {}
+    envs: dict[str, list[dict[str, Any]]] = {}
+    for d in run_dirs:
+        env, rows, status = load_run(d)
+        label = str(env.get("kernel_label") or env.get("backend") or "?")
+        per.setdefault(label, []).extend(rows)
+        envs.setdefault(label, []).append(dict(env, status=status))
+    out = ["KTAP version 1", f"# oom-harness {__version__}", f"1..{len(per)}"]
+    for n, label in enumerate(sorted(per, key=kernel_order), 1):
+        rows = per[label]
+        name = _UNSAFE.sub("_", label).strip("_") or "kernel"
+        kernels = ", ".join(dict.fromkeys(str(e.get("kernel")) for e in envs[label] if e.get("kernel")))
+        runs = ", ".join(f"{e.get('run_id')} ({e.get('status')})" for e in envs[label])
+        out += ["  KTAP version 1", f"  # Subtest: {name}",
+                f"  # kernel {_one_line(kernels or '?')}; runs {_one_line(runs, 2000)}"]
+        out += ["  " + ln for ln in _results(rows)]
+        if not rows:
+            out.append(f"ok {n} {name} # SKIP no scenario ran on this kernel")
+        elif any(r.get("as_expected") is False for r in rows):
+            out.append(f"not ok {n} {name}")
+        else:
+            out.append(f"ok {n} {name}")
+    return "\n".join(out) + "\n"
+
+
+def write_ktap(path: str, run_dirs: Sequence[str]) -> str:
+    """Write :func:`ktap_runs` of *run_dirs* to *path* (atomically); return the path."""
+    d = os.path.dirname(os.path.abspath(path))
+    os.makedirs(d, exist_ok=True)
+    atomic_write(path, ktap_runs(run_dirs))
+    return path
