@@ -122,7 +122,7 @@ def test_workload_dies_before_trigger(host, no_debris):
     assert rec["verdict"] == "error" and rec["as_expected"] is False
     # the kernel killed it (its kill line is in the log): the reason says so and what to change
     assert rec["reason"].startswith("workload fat was OOM-killed before the trigger"), rec["reason"]
-    assert "80 MiB in all" in rec["reason"] and "limit of 32 MiB" in rec["reason"]
+    assert "80 MiB in all" in rec["reason"] and "the sandbox's memory_max of 32 MiB" in rec["reason"]
 
 
 def test_workload_error_before_trigger_is_quoted(host, no_debris):

@@ -632,14 +632,43 @@ def _early_death(e: _DiedEarly, sc: Scenario, cursor: KmsgCursor, launcher: Laun
         killed = {ll.text.split("Killed process ", 1)[1].split(" ", 1)[0].rstrip(",")
                   for ll in cursor.lines if "Killed process " in ll.text}
         if str(pid) in killed or any(str(p) in killed for p in pr.pids):
-            total = sum(w.size + w.children * w.child_size for w in sc.workloads)
-            limit = f"{sc.cgroup.memory_max >> 20} MiB" if sc.cgroup.memory_max else "the machine's memory"
+            where, limit, members = _tightest_limit(sc, pr.wl.cgroup)
+            total = sum(w.size + w.children * w.child_size for w in sc.workloads if w.cgroup in members)
+            bound = f"{where}'s memory_max of {limit >> 20} MiB" if limit else "the machine's memory"
             return (f"workload {name} was OOM-killed before the trigger, while the workloads took their initial "
-                    f"sizes ({total >> 20} MiB in all, plus about 4 MiB of interpreter per process) under a limit of "
-                    f"{limit}: lower the sizes or raise memory_max")
+                    f"sizes ({total >> 20} MiB in all, plus about 4 MiB of interpreter per process) under "
+                    f"{bound}: lower the sizes or raise that limit")
         return f"workload {name} was killed (SIGKILL) before it was ready, with no OOM kill line for it in the log"
     why = launcher.stderr_tail(pr.wl, pr.popen)
     return f"workload {name} failed before it was ready (exit {rc})" + (f": {why}" if why else "")
+
+
+def _tightest_limit(sc: Scenario, cgroup: str) -> tuple[str, int | None, set[str]]:
+    """The smallest memory_max on the way from the workload's cgroup up to the sandbox: which cgroup
+    ("the sandbox" or a child's name), its limit, and the names of the cgroups under it."""
+    chain: list[CgroupSpec] = []
+
+    def find(spec: CgroupSpec, path: list[CgroupSpec]) -> bool:
+        here = [*path, spec]
+        if (spec is sc.cgroup and cgroup == "") or (spec is not sc.cgroup and spec.name == cgroup):
+            chain.extend(here)
+            return True
+        return any(find(ch, here) for ch in spec.children)
+
+    find(sc.cgroup, [])
+    limited = [c for c in chain if c.memory_max is not None]
+    if not limited:
+        return "the sandbox", None, {""}
+    tight = min(limited, key=lambda c: c.memory_max or 0)
+    names: set[str] = set()
+
+    def under(spec: CgroupSpec) -> None:
+        names.add("" if spec is sc.cgroup else spec.name)
+        for ch in spec.children:
+            under(ch)
+
+    under(tight)
+    return ("the sandbox" if tight is sc.cgroup else f"child cgroup {tight.name}"), tight.memory_max, names
 
 
 def _wait_ready(sel: selectors.BaseSelector, procs: dict[int, _Proc], want: list[_Proc], timeout: float) -> None:
