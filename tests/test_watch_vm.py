@@ -158,4 +158,4 @@ def test_watch_reports_a_real_kmsg_overrun_and_still_explains_the_oom(kernel) ->
     assert oom["verdict"] == "match", oom["reason"]
     assert (oom.get("oom_memcg") or "").endswith("oomh-watch-epipe"), oom.get("oom_memcg")
     assert res["watch_rc"] == 0 and "1 OOM event(s), 1 gap(s)" in res["watch_err"], res["watch_err"]
-    record_kills("vm", kernel.release, {"kills": [{"pid": res["hog_pid"]}]})
+    record_kills("vm", kernel.series, {"kills": [{"pid": res["hog_pid"]}]})
