@@ -40,6 +40,26 @@ def test_good():
     (GOOD.replace('memory_max = "64M"', 'memory_max = "none"'), 4, "only allowed for VM-only"),
     (GOOD.replace('name = "a"\n', 'name = "a"\nkind = "rocks"\n'), 7, "unknown kind"),
     (GOOD.replace('name = "a"\n', 'name = "a"\noom_score_adj = 5000\n'), 7, "outside -1000..1000"),
+    # every typed field: a wrong type or range is a file:line error, never a traceback
+    (GOOD.replace('name = "a"\n', 'name = "a"\noom_score_adj = "high"\n'), 7, "oom_score_adj must be an integer"),
+    (GOOD.replace('name = "a"\n', 'name = "a"\nuid = "nobody"\n'), 7, "uid must be an integer"),
+    (GOOD.replace('name = "a"\n', 'name = "a"\ncount = "x"\n'), 7, "count must be an integer"),
+    (GOOD.replace('name = "a"\n', 'name = "a"\ncount = 0\n'), 7, "count 0 outside 1..1000"),
+    (GOOD.replace('name = "a"\n', 'name = "a"\nthreads = -1\n'), 7, "threads -1 outside"),
+    (GOOD.replace('name = "a"\n', 'name = "a"\nchildren = 1.5\n'), 7, "children must be an integer"),
+    (GOOD.replace('name = "a"\n', 'name = "a"\nrate_mb_s = "fast"\n'), 7, "rate_mb_s must be a number"),
+    (GOOD.replace('name = "a"\n', 'name = "a"\nstart_delay_s = -1\n'), 7, "start_delay_s -1 outside"),
+    (GOOD.replace('name = "a"\n', 'name = "a"\ngid = "x"\n'), 7, "gid must be an integer"),
+    (GOOD.replace('name = "a"\n', 'name = "a"\nmempolicy = "interleave"\n'), 7, "use bind:NODES"),
+    (GOOD.replace('name = "a"\n', 'name = "a"\nmain = "yes"\n'), 7, "main must be true or false"),
+    (GOOD.replace('size = "8M"', 'size = -8'), 7, "bad size -8"),
+    (GOOD.replace('grow = "until-killed"', 'grow = true'), 8, "bad size True"),
+    (GOOD.replace('name = "t"', 'name = "t t"'), 2, "letters, digits"),
+    (GOOD.replace('name = "t"', 'name = "t"\ntimeout_s = "10"'), 3, "timeout_s must be a number"),
+    (GOOD.replace('name = "t"', 'name = "t"\ntimeout_s = 0'), 3, "timeout_s 0 outside"),
+    (GOOD.replace('[cgroup]', '[vm]\nmem_mb = "1G"\n[cgroup]'), 4, "mem_mb must be an integer"),
+    (GOOD.replace('[cgroup]', '[vm]\ndisk = 3\n[cgroup]'), 4, "unknown key 'disk' in [vm]"),
+    (GOOD.replace('memory_max = "64M"', 'memory_max = "64M"\noom_group = "yes"'), 5, "oom_group must be true"),
 ])
 def test_bad(text, line, words):
     with pytest.raises(ScenarioError) as e:

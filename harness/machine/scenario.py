@@ -211,17 +211,56 @@ _WL = {
 
 
 def _size(c: _Ctx, v: Any, key: str, section: str | None) -> int | None:
+    if isinstance(v, bool) or (isinstance(v, int) and v < 0) or not isinstance(v, (int, str, type(None))):
+        raise c.fail(f"bad size {v!r} for {key}: use bytes or a number with K/M/G (e.g. 64M)", key, section)
     try:
         return parse_size(v)
     except ValueError as e:
         raise c.fail(str(e), key, section) from None
 
 
+def _int(c: _Ctx, d: dict[str, Any], key: str, section: str | None, default: int, lo: int, hi: int) -> int:
+    """An integer field within [lo, hi] (TOML gives ints; a string or a float is a mistake to name)."""
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise c.fail(f"{key} must be an integer, not {v!r}", key, section)
+    if not lo <= v <= hi:
+        raise c.fail(f"{key} {v} outside {lo}..{hi}", key, section)
+    return v
+
+
+def _num(c: _Ctx, d: dict[str, Any], key: str, section: str | None, default: float, lo: float, hi: float) -> float:
+    """A number field (int or float) within [lo, hi]."""
+    v = d.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise c.fail(f"{key} must be a number, not {v!r}", key, section)
+    if not lo <= v <= hi:
+        raise c.fail(f"{key} {v} outside {lo}..{hi}", key, section)
+    return float(v)
+
+
+def _str(c: _Ctx, d: dict[str, Any], key: str, section: str | None, default: str | None = None) -> str | None:
+    v = d.get(key, default)
+    if v is not None and not isinstance(v, str):
+        raise c.fail(f"{key} must be a string, not {v!r}", key, section)
+    return v
+
+
+def _bool(c: _Ctx, d: dict[str, Any], key: str, section: str | None) -> bool:
+    v = d.get(key, False)
+    if not isinstance(v, bool):
+        raise c.fail(f"{key} must be true or false, not {v!r}", key, section)
+    return v
+
+
+_MEMPOLICY = re.compile(r"bind:\d+(?:-\d+)?(?:,\d+(?:-\d+)?)*")
+
+
 def _cgroup(c: _Ctx, d: dict[str, Any], section: str, top: bool) -> CgroupSpec:
     for k in d:
         if k not in _CG:
             raise c.fail(f"unknown key {k!r} in [{section}] (allowed: {', '.join(sorted(_CG))})", k, section)
-    spec = CgroupSpec(name=str(d.get("name", "")))
+    spec = CgroupSpec(name=_str(c, d, "name", section, "") or "")
     if top and "memory_max" not in d:
         raise c.fail(
             "[cgroup] needs memory_max (a host workload never runs without a limit; "
@@ -234,8 +273,10 @@ def _cgroup(c: _Ctx, d: dict[str, Any], section: str, top: bool) -> CgroupSpec:
     spec.memory_high = _size(c, d.get("memory_high"), "memory_high", section)
     spec.memory_min = _size(c, d.get("memory_min"), "memory_min", section)
     spec.memory_low = _size(c, d.get("memory_low"), "memory_low", section)
-    spec.oom_group = bool(d.get("oom_group", False))
-    spec.cpuset_mems = d.get("cpuset_mems")
+    spec.oom_group = _bool(c, d, "oom_group", section)
+    spec.cpuset_mems = _str(c, d, "cpuset_mems", section)
+    if not isinstance(d.get("children", []), list):
+        raise c.fail("children must be a list of [[cgroup.children]] tables", "children", section)
     for ch in d.get("children", []):
         if not isinstance(ch, dict) or not ch.get("name"):
             raise c.fail("every [[cgroup.children]] needs a name", "children", section)
@@ -255,7 +296,7 @@ def _workloads(c: _Ctx, items: list[Any], cg_names: set[str]) -> list[Workload]:
         name = d.get("name")
         if not name or not isinstance(name, str):
             raise c.fail("every [[workload]] needs a name", None, "workload")
-        count = int(d.get("count", 1))
+        count = _int(c, d, "count", "workload", 1, 1, 1000)
         kind = d.get("kind", "anon")
         if kind not in KINDS:
             raise c.fail(
@@ -264,10 +305,24 @@ def _workloads(c: _Ctx, items: list[Any], cg_names: set[str]) -> list[Workload]:
         grow = d.get("grow")
         if grow is not None and grow != "until-killed":
             grow = _size(c, grow, "grow", "workload")
-        adj = int(d.get("oom_score_adj", 0))
-        if not -1000 <= adj <= 1000:
+        adj = d.get("oom_score_adj", 0)
+        if isinstance(adj, int) and not isinstance(adj, bool) and not -1000 <= adj <= 1000:
             raise c.fail(f"workload {name}: oom_score_adj {adj} outside -1000..1000", "oom_score_adj", "workload")
-        cg = d.get("cgroup", "")
+        adj = _int(c, d, "oom_score_adj", "workload", 0, -1000, 1000)
+        uid = _int(c, d, "uid", "workload", 0, 0, 2**31 - 2)
+        gid = d.get("gid")
+        if gid is not None:
+            gid = _int(c, d, "gid", "workload", 0, 0, 2**31 - 2)
+        threads = _int(c, d, "threads", "workload", 4 if kind == "threads" else 0, 0, 1024)
+        children = _int(c, d, "children", "workload", 0, 0, 4096)
+        rate = _num(c, d, "rate_mb_s", "workload", 0, 0, 1e6)
+        delay = _num(c, d, "start_delay_s", "workload", 0, 0, 3600)
+        mempolicy = _str(c, d, "mempolicy", "workload")
+        if mempolicy is not None and not _MEMPOLICY.fullmatch(mempolicy):
+            raise c.fail(f"workload {name}: mempolicy {mempolicy!r}: use bind:NODES (e.g. bind:1 or bind:0-1)",
+                         "mempolicy", "workload")
+        main = _bool(c, d, "main", "workload")
+        cg = _str(c, d, "cgroup", "workload", "") or ""
         if cg and cg not in cg_names:
             raise c.fail(f"workload {name}: no child cgroup named {cg!r}", "cgroup", "workload")
         for i in range(count):
@@ -281,20 +336,24 @@ def _workloads(c: _Ctx, items: list[Any], cg_names: set[str]) -> list[Workload]:
                     kind=kind,
                     size=_size(c, d.get("size", 0), "size", "workload") or 0,
                     grow=grow,
-                    rate_mb_s=float(d.get("rate_mb_s", 0)),
+                    rate_mb_s=rate,
                     oom_score_adj=adj,
-                    uid=int(d.get("uid", 0)),
-                    gid=d.get("gid"),
-                    threads=int(d.get("threads", 4 if kind == "threads" else 0)),
-                    children=int(d.get("children", 0)),
+                    uid=uid,
+                    gid=gid,
+                    threads=threads,
+                    children=children,
                     child_size=_size(c, d.get("child_size", 0), "child_size", "workload") or 0,
                     cgroup=cg,
-                    mempolicy=d.get("mempolicy"),
-                    start_delay_s=float(d.get("start_delay_s", 0)),
-                    main=bool(d.get("main", False)),
+                    mempolicy=mempolicy,
+                    start_delay_s=delay,
+                    main=main,
                 )
             )
     return out
+
+
+#: [vm] keys and their bounds (what vm/machine.py can boot on this kind of host)
+_VM = {"mem_mb": (64, 16384), "numa_nodes": (1, 2), "swap_mb": (0, 16384), "smp": (1, 8)}
 
 
 def _all_cg_names(spec: CgroupSpec) -> set[str]:
@@ -323,7 +382,18 @@ def scenario_from_dict(d: dict[str, Any], path: str = "<dict>", text: str = "") 
     for k in d:
         if k not in _TOP:
             raise c.fail(f"unknown key {k!r} (allowed: {', '.join(sorted(_TOP))})", k)
-    name = d.get("name") or os.path.splitext(os.path.basename(path))[0]
+    name = _str(c, d, "name", None) or os.path.splitext(os.path.basename(path))[0]
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}", name):
+        raise c.fail(f"name {name!r}: letters, digits and _ . + - only (it names cgroups and result files)", "name")
+    timeout_s = _num(c, d, "timeout_s", None, 15, 0.5, 3600)
+    for table in ("vm", "sysctl"):
+        if not isinstance(d.get(table, {}), dict):
+            raise c.fail(f"[{table}] must be a table", table)
+    vm = d.get("vm", {})
+    for k in vm:
+        if k not in _VM:
+            raise c.fail(f"unknown key {k!r} in [vm] (allowed: {', '.join(sorted(_VM))})", k, "vm")
+        _int(c, vm, k, "vm", 0, *_VM[k])
     backends = d.get("backends", ["host", "vm"])
     if not isinstance(backends, list) or not set(backends) <= BACKENDS:
         raise c.fail(f"backends must be a list drawn from {sorted(BACKENDS)}", "backends")
@@ -375,7 +445,7 @@ def scenario_from_dict(d: dict[str, Any], path: str = "<dict>", text: str = "") 
         workloads=wl,
         expect_outcome=outcome,
         expect_victim=victim,
-        timeout_s=float(d.get("timeout_s", 15)),
+        timeout_s=timeout_s,
         vm=dict(d.get("vm", {})),
         sysctl={k: str(v) for k, v in d.get("sysctl", {}).items()},
         flaky=d.get("flaky"),
