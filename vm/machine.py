@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.machine.liveness import hold_liveness_lock
 from vm import bootstate
 from vm.kernels import Kernel
 from vm.paths import cache_root, progress
@@ -397,6 +398,9 @@ class GuestVM:
     def _launch(self, resume: bootstate.BootState | None) -> None:
         """Start QEMU (booting, or resuming ``resume``) and wait for the agent."""
         assert self.initrd is not None
+        # the temp dir is named by our pid: hold the lock that tells another harness's sweep we are alive
+        # (a script or benchmark using GuestVM directly would otherwise lose it mid-run)
+        hold_liveness_lock()
         self.tmpdir = tempfile.mkdtemp(prefix=f"oomh-vm-{os.getpid()}-")
         td = Path(self.tmpdir)
         self._finalizer = weakref.finalize(self, _cleanup, None, self.tmpdir)
@@ -414,23 +418,30 @@ class GuestVM:
         listener.listen(1)
         console = td / "console.log"
         args = self.qemu_args(self.initrd, console, agent_sock, swap_img, console_append=resume is not None)
+        stream_fd: int | None = None
         if resume is not None:
             # The console reads as one boot: the snapshot's boot messages, a marker, then what follows.
             console.write_text(resume.console() + f"\n[oom-harness] resumed from boot snapshot {resume.key}\n")
-            args += resume.incoming_args()
+            incoming, stream_fd = resume.open_incoming()
+            args += incoming
         elif self.snapshot:
             args += ["-qmp", f"unix:{td / 'qmp.sock'},server=on,wait=off"]
         (td / "qemu.cmd").write_text(" ".join(args) + "\n")
         t0 = time.monotonic()
-        with open(td / "qemu.log", "wb") as log:
-            self.proc = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                preexec_fn=_die_with_parent,
-            )
+        try:
+            with open(td / "qemu.log", "wb") as log:
+                self.proc = subprocess.Popen(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                    pass_fds=() if stream_fd is None else (stream_fd,),
+                )
+        finally:
+            if stream_fd is not None:
+                os.close(stream_fd)  # QEMU has its own copy
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, _cleanup, self.proc, self.tmpdir)
         deadline = t0 + self.timeout_boot
