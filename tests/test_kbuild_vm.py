@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.core.variants import VARIANTS
+from harness.reporting.results import load_run
 from vm.kbuild import build_tree, read_config
 from vm.kernels import KernelError
 from vm.ksource import fetch_source
@@ -55,11 +57,11 @@ def _cli(*args: str, results: Path, timeout: float = 3600) -> subprocess.Complet
 
 
 def _rows(results: Path) -> dict[str, dict[str, dict]]:
-    """kernel label -> scenario -> verdict row, from every run folder under *results*."""
+    """kernel label -> scenario -> verdict row (as the harness hands rows out: each mismatch naming the
+    rule variants that fit its run), from every run folder under *results*."""
     out: dict[str, dict[str, dict]] = {}
     for v in results.glob("*/verdicts.jsonl"):
-        for line in v.read_text().splitlines():
-            r = json.loads(line)
+        for r in load_run(str(v.parent))[1]:
             out.setdefault(r["kernel_label"], {})[r["scenario"]] = r
     return out
 
@@ -127,3 +129,9 @@ def test_regression_patch_is_caught_and_named(tree: Path, tmp_path: Path, patch:
     if changed or summary.get("text"):  # a victim or an oom_score value moved: the rule must be named
         assert variant in [v["variant"] for v in summary["consistent"]], summary
         assert "rule variants consistent with:" in p.stderr + p.stdout
+    rule = next(v.rule for v in VARIANTS if v.name == variant)
+    for s in mism:  # ... and each mismatching scenario's own reason names it (the row, KTAP, JUnit, report)
+        assert patched[s]["reason"].startswith("consistent with: "), (s, patched[s]["reason"])
+        assert f"{rule} ({variant}; " in patched[s]["reason"], (s, patched[s]["reason"])
+        assert variant in patched[s]["rule_variants"]
+        assert f"{rule} ({variant}; " in p.stdout  # the compare report shows the rows' reasons

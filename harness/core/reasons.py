@@ -10,6 +10,7 @@ without depending on the wording.  :func:`reason_class` maps a (verdict, reason)
   ``victim-not-in-table``, ``totalpages-unknown``, ``earlier-kill-lost``;
 * mismatch: ``impossible-score``, ``patched-kernel``, ``era``, ``tie``, ``near-tie``, ``root-bonus``,
   ``earlier-victim``, ``not-in-table``, ``ineligible``, ``no-eligible``, ``allocating-task``,
+  ``rule-variant`` (a run's rows name the rule variant that fits: :func:`harness.core.variants.explain_rows`),
   ``unexplained``;
 * no-victim: ``panic_on_oom``, ``no-killable``, ``exiting``, ``panic``;
 * ``other`` when no rule knows the sentence (a new explanation: add a rule here).
@@ -39,6 +40,7 @@ _RULES: tuple[tuple[str, str, str], ...] = (
     ("mismatch", "is ineligible in the model", "ineligible"),
     ("mismatch", "finds no eligible task", "no-eligible"),
     ("mismatch", "oom_kill_allocating_task", "allocating-task"),
+    ("mismatch", "consistent with:", "rule-variant"),
     ("mismatch", "unexplained", "unexplained"),
     ("no-victim", "panic_on_oom", "panic_on_oom"),
     ("no-victim", "no killable", "no-killable"),

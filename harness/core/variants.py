@@ -11,7 +11,10 @@ swap total the report printed, the era): the model itself is not touched, so a v
 Observations per scenario: every OOM report with a selected victim (does the variant's choice
 equal the kernel's?) and every pre-trigger ``/proc/PID/oom_score`` (does the variant's score equal
 the kernel's, within 1?).  A variant that cannot decide an observation (an ``undecidable``
-analysis) does not count for or against it.
+analysis) does not count for or against it.  ``distinct`` counts the observations on which a
+variant's prediction differs from the stock rules' at all: a variant with none was not told apart
+from the stock rules by the run (e.g. ``memcg-global-totalpages`` in a run whose memcg OOMs have
+no ``oom_score_adj``: totalpages moves every task's points alike and only scales the adj term).
 
 Stdlib only (it runs in the guest with the engine); imports only model, eras, events, analysis.
 """
@@ -34,7 +37,8 @@ TaskFn = Callable[[Task], Task]
 @dataclass(frozen=True)
 class Variant:
     """One alternative rule.  ``rows``/``task`` transform the inputs (report rows / snapshot tasks),
-    ``no_swap`` drops swap from totalpages, ``era`` runs another era's rules."""
+    ``no_swap`` drops swap from totalpages, ``era`` runs another era's rules, ``global_totalpages``
+    gives a memcg OOM the whole machine's totalpages (RAM + swap) instead of the memcg's limit."""
 
     name: str
     rule: str
@@ -42,6 +46,7 @@ class Variant:
     task: TaskFn | None = None
     no_swap: bool = False
     era: str | None = None
+    global_totalpages: bool = False
 
 
 def _adj(f: Callable[[int], int]) -> tuple[RowFn, TaskFn]:
@@ -78,6 +83,11 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("pgtables-not-counted", "page tables not counted", _no_pt_rows,
             lambda t: replace(t, nr_ptes=0, nr_pmds=0, pgtables_bytes=0)),
     Variant("totalpages-no-swap", "totalpages without swap (RAM only; the memcg limit without swap)", no_swap=True),
+    # Told apart from the stock rules only by a memcg OOM whose tasks' oom_score_adj differ (totalpages
+    # scales the adj term alone), or by a printed score (<= 5.0: points * 1000 / totalpages);
+    # /proc/PID/oom_score uses the machine's totalpages under both rules, so it never tells them apart.
+    Variant("memcg-global-totalpages", "a memcg OOM's totalpages from the whole machine (RAM + swap), "
+            "not the memcg limit", global_totalpages=True),
 )
 
 
@@ -92,10 +102,32 @@ def era_variants(era: Era) -> list[Variant]:
             for j in (i - 1, i + 1) if 0 <= j < len(ERAS)]
 
 
-def _transform(ev: OomEvent, v: Variant) -> OomEvent:
+def _machine_memcg(ev: OomEvent, ctx: Context) -> OomEvent | None:
+    """A memcg OOM as a kernel sees it that takes totalpages from the whole machine: its limit
+    becomes RAM + swap (the swap terms zeroed so that mem_cgroup_get_max() is exactly that), its
+    usage stays at the limit if it was (the second-kill rule reads it).  None when the machine's
+    RAM or swap total is unknown (a memcg report prints neither)."""
+    mc = ev.memcg
+    if ev.kind != "memcg" or mc is None or mc.limit_kb is None:
+        return ev
+    swap_kb = ev.meminfo.total_swap_kb if ev.meminfo and ev.meminfo.total_swap_kb is not None else None
+    pkb = (ctx.page_size or 4096) // 1024
+    if swap_kb is None and ctx.total_swap_pages is not None:
+        swap_kb = ctx.total_swap_pages * pkb
+    if ctx.totalram_pages is None or swap_kb is None:
+        return None
+    total = ctx.totalram_pages * pkb + swap_kb
+    at_limit = mc.usage_kb is not None and mc.usage_kb >= mc.limit_kb
+    return replace(ev, memcg=replace(mc, limit_kb=total, memsw_limit_kb=total, swap_limit_kb=0,
+                                     usage_kb=total if at_limit else mc.usage_kb))
+
+
+def _transform(ev: OomEvent, v: Variant, ctx: Context) -> OomEvent | None:
     ev2 = replace(ev, table=v.rows(list(ev.table))) if v.rows and ev.table else ev
     if v.no_swap and ev2.meminfo is not None and ev2.meminfo.total_swap_kb:
         ev2 = replace(ev2, meminfo=replace(ev2.meminfo, total_swap_kb=0))
+    if v.global_totalpages:
+        return _machine_memcg(ev2, ctx)
     return ev2
 
 
@@ -103,10 +135,16 @@ def _decided(a: Any) -> bool:
     return a.observed is not None and a.verdict in ("match", "mismatch")
 
 
-def event_observations(events: Sequence[OomEvent], ctx: Context | None, variants: Iterable[Variant]
-                       ) -> dict[str, list[bool]]:
+def _pid(a: Any) -> Any:
+    return (a.predicted or {}).get("pid")
+
+
+def event_observations(events: Sequence[OomEvent], ctx: Context | None, variants: Iterable[Variant],
+                       distinct: dict[str, int] | None = None) -> dict[str, list[bool]]:
     """Per variant (``model`` = the stock rules): for every event whose stock analysis has a victim,
-    whether the variant's predicted victim is the kernel's (undecided ones left out)."""
+    whether the variant's predicted victim is the kernel's (undecided ones left out).  ``distinct``,
+    when given, gets per variant the number of those events whose predicted victim differs from
+    the stock rules' (a variant that cannot be evaluated at all is left out of both)."""
     ctx = ctx or Context()
     base = analyze_all(events, ctx)
     keep = [i for i, a in enumerate(base) if _decided(a)]
@@ -115,29 +153,41 @@ def event_observations(events: Sequence[OomEvent], ctx: Context | None, variants
         vctx = replace(ctx, era=v.era) if v.era else ctx
         if v.no_swap:
             vctx = replace(vctx, total_swap_pages=0)
-        alt = analyze_all([_transform(ev, v) for ev in events], vctx)
+        moved = [_transform(ev, v, ctx) for ev in events]
+        if any(ev is None for ev in moved):
+            continue  # this run lacks what the variant needs (the machine's RAM, say)
+        alt = analyze_all([ev for ev in moved if ev is not None], vctx)
         out[v.name] = [alt[i].verdict == "match" for i in keep if _decided(alt[i])]
+        if distinct is not None:
+            distinct[v.name] = sum(1 for i in keep if _decided(alt[i]) and _pid(alt[i]) != _pid(base[i]))
     return out
 
 
 def score_observations(tasks: Sequence[tuple[Task, int | None]], era_label: str | None, totalpages: int | None,
-                       variants: Iterable[Variant], page_size: int = 4096) -> dict[str, list[bool]]:
-    """Per variant: for every task with a kernel ``oom_score``, whether the variant's equals it (±1)."""
+                       variants: Iterable[Variant], page_size: int = 4096,
+                       distinct: dict[str, int] | None = None) -> dict[str, list[bool]]:
+    """Per variant: for every task with a kernel ``oom_score``, whether the variant's equals it (±1);
+    ``distinct`` as in :func:`event_observations` (scores that differ from the stock rules' by more than 1)."""
     era = _era(era_label) if era_label else None
     if era is None or not totalpages:
         return {}
     have = [(t, k) for t, k in tasks if k is not None]
 
-    def agree(fn: TaskFn | None, e: Era) -> list[bool]:
-        return [abs(oom_score(fn(t) if fn else t, totalpages, e, page_size) - k) <= 1 for t, k in have]
+    def scores(fn: TaskFn | None, e: Era) -> list[int]:
+        return [oom_score(fn(t) if fn else t, totalpages, e, page_size) for t, _k in have]
 
-    out = {"model": agree(None, era)}
+    stock = scores(None, era)
+    out = {"model": [abs(s - k) <= 1 for s, (_t, k) in zip(stock, have, strict=True)]}
     for v in variants:
-        if v.no_swap:
-            continue  # oom_score's totalpages is the global one; this variant is about the OOM's
+        if v.no_swap or v.global_totalpages:
+            continue  # oom_score's totalpages is the machine's under both rules; these are about the OOM's
         e = _era(v.era) if v.era else era
         if e is not None:
-            out[v.name] = agree(v.task, e)
+            mine = scores(v.task, e)
+            out[v.name] = [abs(s - k) <= 1 for s, (_t, k) in zip(mine, have, strict=True)]
+            if distinct is not None:
+                moved = sum(abs(a - b) > 1 for a, b in zip(mine, stock, strict=True))
+                distinct[v.name] = distinct.get(v.name, 0) + moved
     return out
 
 
@@ -145,30 +195,44 @@ def check_scenario(events: Sequence[OomEvent], ctx: Context | None,
                    snapshot: Sequence[tuple[Task, int | None]] = (), score_era: str | None = None,
                    score_totalpages: int | None = None, page_size: int = 4096) -> dict[str, Any]:
     """The variant observations of one scenario: ``{"rules": {name: rule}, "agree": {name: [n_ok, n]},
-    "victims": [n_ok, n]}`` where ``model`` is the stock rules and ``victims`` counts the stock model's
-    agreement on the victims alone.  Stored in the scenario's record (``variants``)."""
+    "victims": [n_ok, n], "distinct": {name: n}}`` where ``model`` is the stock rules, ``victims``
+    counts the stock model's agreement on the victims alone and ``distinct`` the observations on
+    which a variant predicts otherwise than the stock rules.  Stored in the scenario's record (``variants``)."""
     variants = list(VARIANTS)
     eras = [infer_era(ev.kernel_version, ev.features, ctx.era if ctx else None).era for ev in events]
     if eras:
         variants += era_variants(eras[0])
-    obs = event_observations(events, ctx, variants)
+    distinct: dict[str, int] = {}
+    obs = event_observations(events, ctx, variants, distinct)
     victims = list(obs["model"])  # the victims alone (the oom_score observations are added below)
-    for k, v in score_observations(snapshot, score_era, score_totalpages, variants, page_size).items():
+    for k, v in score_observations(snapshot, score_era, score_totalpages, variants, page_size, distinct).items():
         obs.setdefault(k, []).extend(v)
     return {"rules": {v.name: v.rule for v in variants},
             "victims": [sum(victims), len(victims)],
-            "agree": {k: [sum(v), len(v)] for k, v in obs.items()}}
+            "agree": {k: [sum(v), len(v)] for k, v in obs.items()},
+            "distinct": distinct}
 
 
 def _victims(c: dict[str, Any]) -> list[int]:
     return list(c.get("victims") or c["agree"]["model"])
 
 
+def _indistinguishable(scen: Sequence[tuple[str, dict[str, Any]]], rules: dict[str, str]) -> list[str]:
+    """Variants that no observation of the run told apart from the stock rules (records written before
+    ``distinct`` existed say nothing either way)."""
+    told: dict[str, int] = {}
+    for _s, c in scen:
+        for name, n in (c.get("distinct") or {}).items():
+            told[name] = told.get(name, 0) + int(n)
+    return [name for name in rules if name in told and told[name] == 0]
+
+
 def summarize(checks: Sequence[tuple[str, dict[str, Any] | None]]) -> dict[str, Any]:
     """Across the scenarios of a run: which variants are consistent with every observation.
 
     ``checks`` are ``(scenario, check_scenario(...))``.  Returns ``{"model_ok", "scenarios",
-    "unexplained", "victims_differ", "consistent": [{variant, rule, scenarios}], "best", "text"}``;
+    "unexplained", "victims_differ", "consistent": [{variant, rule, scenarios}], "best", "text",
+    "indistinguishable"}`` (``indistinguishable``: variants no observation told apart from the stock rules);
     ``text`` is empty when the stock model explains every observation (victims and oom_score values).
     """
     scen = [(s, c) for s, c in checks if c and c.get("agree", {}).get("model", [0, 0])[1] > 0]
@@ -181,7 +245,8 @@ def summarize(checks: Sequence[tuple[str, dict[str, Any] | None]]) -> dict[str, 
     victims_differ = [s for s, c in scen if _victims(c)[0] != _victims(c)[1]]
     model_ok = not bad
     res: dict[str, Any] = {"model_ok": model_ok, "scenarios": len(scen), "unexplained": bad,
-                           "victims_differ": victims_differ, "consistent": [], "text": ""}
+                           "victims_differ": victims_differ, "consistent": [], "text": "",
+                           "indistinguishable": _indistinguishable(scen, rules)}
     if model_ok or not scen:
         return res
     score: list[tuple[str, int, int]] = []
@@ -210,3 +275,49 @@ def summarize(checks: Sequence[tuple[str, dict[str, Any] | None]]) -> dict[str, 
         if best:
             res["best"] = {"variant": best[0], "rule": rules[best[0]], "ok": best[1], "of": best[2]}
     return res
+
+
+def _not_explained(check: Any) -> bool:
+    """Does this scenario's check show the stock rules disagreeing with an observation?"""
+    if not isinstance(check, dict):
+        return False
+    a = check.get("agree", {}).get("model", [0, 0])
+    return bool(a[1]) and a[0] != a[1]
+
+
+def explain_rows(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The verdict rows of one run, each row the stock rules do not explain naming the rule variants
+    consistent with the *whole run* in its ``reason`` (and listing them in ``rule_variants``).
+
+    Why a separate step: a scenario's record is written when the scenario ends, but "consistent with
+    every observation of the run" is known only once the run has ended; so the results layer applies
+    this to a run's rows as it closes or reads them, and every view of a row (the run's table, KTAP,
+    JUnit, the report) reads the same sentence.  "unexplained: the model picks X but the kernel chose
+    Y" becomes "consistent with: oom_score_adj not applied (adj-ignored; 3 of 3 scenarios); the model
+    picks X but the kernel chose Y".  Rows are copied, never changed; applying it twice changes nothing.
+    """
+    res = summarize([(r.get("scenario", "?"), r.get("variants")) for r in rows if isinstance(r.get("variants"), dict)])
+    if res["model_ok"] or not res["scenarios"]:
+        return [dict(r) for r in rows]
+    if res["consistent"]:
+        label = "consistent with: " + " or ".join(
+            f"{c['rule']} ({c['variant']}; {c['scenarios']} of {c['scenarios']} scenarios)" for c in res["consistent"])
+        names = [c["variant"] for c in res["consistent"]]
+    else:
+        best = res.get("best")
+        label = ("no single rule variant is consistent with every observation of the run"
+                 + (f" (closest: {best['rule']}, {best['ok']} of {best['of']} scenarios)" if best else ""))
+        names = []
+    out = []
+    for r in rows:
+        r2 = dict(r)
+        reason = str(r2.get("reason") or "")
+        if _not_explained(r2.get("variants")) and label not in reason:
+            if names:
+                rest = reason.replace("unexplained: ", "", 1)
+                r2["reason"] = f"{label}; {rest}" if rest else label
+            else:
+                r2["reason"] = f"{reason}; {label}" if reason else label
+            r2["rule_variants"] = names
+        out.append(r2)
+    return out

@@ -12,8 +12,12 @@ Layout (documented in the README)::
         RUNNING           present while the run is in progress (holds the harness pid)
 
 Whole files are written to a temporary name and renamed; the JSON Lines file only ever grows by
-whole lines.  A run folder without ``summary.json`` is partial: if its ``RUNNING`` pid is dead,
-the run was killed; ``oom-harness report`` reads such runs and says so.
+whole lines.  A row keeps the reason its scenario got when it ended; the rows of a run as the harness
+hands them out (when the run closes, :func:`load_run`) are passed through
+:func:`harness.core.variants.explain_rows`, so a mismatch the stock rules do not explain names the rule
+variant consistent with the whole run, in every view of the run.  A run folder without
+``summary.json`` is partial: if its ``RUNNING`` pid is dead, the run was killed; ``oom-harness
+report`` reads such runs and says so.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from typing import Any
 
 from harness import __version__
 from harness.atomic import atomic_write
+from harness.core.variants import explain_rows
 from harness.machine.record import ScenarioRecord
 
 DEFAULT_ROOT = "results"
@@ -90,6 +95,10 @@ class RunRecorder:
         return row
 
     def close(self, status: str = "complete") -> None:
+        """Write the run's files; the rows handed out by :meth:`add` now name the rule variants that
+        fit the whole run (:func:`~harness.core.variants.explain_rows`, as :func:`load_run` does)."""
+        for row, explained in zip(self.rows, explain_rows(self.rows), strict=True):
+            row.update(explained)
         try:
             atomic_write(os.path.join(self.dir, "events.json"), json.dumps(self.events, indent=1, default=str))
             atomic_write(os.path.join(self.dir, "snapshots.json"), json.dumps(self.snapshots, indent=1, default=str))
@@ -135,7 +144,8 @@ def run_status(run_dir: str) -> str:
 
 
 def load_run(run_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
-    """(env, verdict rows, status) of a run folder; a torn last line of verdicts.jsonl is ignored."""
+    """(env, verdict rows, status) of a run folder; a torn last line of verdicts.jsonl is ignored; each
+    row's reason names the rule variants that fit the run (:func:`~harness.core.variants.explain_rows`)."""
     with open(os.path.join(run_dir, "env.json")) as f:
         env = json.load(f)
     rows = []
@@ -148,4 +158,4 @@ def load_run(run_dir: str) -> tuple[dict[str, Any], list[dict[str, Any]], str]:
                     break
     except FileNotFoundError:
         pass
-    return env, rows, run_status(run_dir)
+    return env, explain_rows(rows), run_status(run_dir)
