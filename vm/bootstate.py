@@ -4,8 +4,10 @@ Why: under TCG, booting to the agent costs 2-3 s, and ~0.8 s of it is the harnes
 (the kernel unpacking a 36 MB Python initramfs, then the interpreter's first start, which TCG must
 translate instruction by instruction).  That cost is physics for the *first* boot, but every later
 VM of the same shape would pay it again for a state that is byte-for-byte the same.  QEMU can save
-a running machine as a migration stream and start a new QEMU from it (``-incoming``); resuming
-takes ~0.1-0.2 s, a tenth of even a bare boot to a shell.
+a running machine as a migration stream and start a new QEMU from it (``-incoming``).  Guest RAM
+is kept out of the stream: a machine that will be saved runs with its RAM in files, the files are
+copied beside the stream (device state only, ~0.4 MB), and a resumed machine maps the copies
+copy-on-write, so that it starts without reading ~100 MB first (:func:`save`).
 
 What a resumed guest shares with its first boot: the kernel, its command line, the initramfs, the
 devices and all of guest RAM, i.e. exactly the state it had at "agent ready" (modules loaded, swap
@@ -17,8 +19,9 @@ the same RNG state (so runs repeat more exactly, not less).  ``--cold-boot`` (or
 A snapshot is keyed by a hash of everything that decides that state: the QEMU command line (with
 the per-run paths replaced by placeholders), QEMU's version, and the kernel image and initramfs
 (path, size, mtime).  Anything else changed means another key; a snapshot that will not resume is
-deleted and the VM boots cold (the caller says so).  At most :data:`KEEP` are kept (~130 MB each
-for a 512 MiB guest; the VM catalogue has 4 shapes per kernel), least recently used first out.
+deleted and the VM boots cold (the caller says so).  At most :data:`KEEP` are kept (~100-130 MB of
+disk each for a 512 MiB guest, sparse RAM files; the VM catalogue has 4 shapes per kernel), least
+recently used first out.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from typing import Any
 from harness.machine.liveness import harness_alive, hold_liveness_lock
 from vm.paths import atomic_dir, cache_root
 
-#: Bump when the layout of a snapshot directory or what it means changes.
-FORMAT = 1
+#: Bump when the layout of a snapshot directory or what it means changes (2: guest RAM in files).
+FORMAT = 2
 #: Snapshots kept (least recently used are deleted first).
 KEEP = int(os.environ.get("OOM_HARNESS_VM_SNAPSHOT_KEEP", "24"))
 #: An unfinished save older than this is debris even if its owner pid is alive again (a save takes ~1 s).
@@ -101,18 +104,15 @@ class BootState:
         """The agent's ready frame of that boot."""
         return dict(json.loads((self.path / READY).read_text()))
 
-    def open_incoming(self) -> tuple[list[str], int]:
-        """QEMU options that start the machine from this snapshot instead of booting it, and the file
-        descriptor they name: pass it to QEMU (``pass_fds``), then close it.
+    def open_stream(self) -> int:
+        """A descriptor of the device-state stream for QEMU's ``migrate-incoming fd:N``: pass it to QEMU
+        (``pass_fds``), then close it.
 
-        Why ``fd:`` and not ``exec:cat FILE``: QEMU then reads the stream from the file itself.
-        ``exec:`` costs a shell and a ``cat`` and pipes ~100 MB through a 64 KiB pipe, a pair of
-        context switches every 64 KiB on a 2-core host: about a third of a resume (see
-        bench/bench_kbuild.py).  An open descriptor also keeps the stream readable if another
+        Why ``fd:`` and not ``exec:cat FILE``: QEMU then reads the stream from the file itself, without
+        a shell, a ``cat`` and a pipe; an open descriptor also keeps the stream readable if another
         harness prunes the snapshot meanwhile.
         """
-        fd = os.open(self.state_file, os.O_RDONLY | os.O_CLOEXEC)  # pass_fds makes it inheritable
-        return ["-incoming", f"fd:{fd}"], fd
+        return os.open(self.state_file, os.O_RDONLY | os.O_CLOEXEC)  # pass_fds makes it inheritable
 
     def touch(self) -> None:
         """Mark as recently used (eviction is least-recently-used)."""
@@ -145,9 +145,16 @@ def save(
     ready: dict[str, Any],
     swap_img: Path | None,
     meta: dict[str, Any],
+    ram_files: list[Path],
     timeout: float = 60.0,
 ) -> BootState:
     """Snapshot the running VM behind ``qmp_socket`` and let it go on running.
+
+    Guest RAM is not in the stream: the machine runs with its RAM in ``ram_files`` (shared file
+    mappings) and the migration skips them (``x-ignore-shared``); once the stream is complete and
+    the source paused, the files are copied (sparse) beside it.  A resumed machine maps those copies
+    privately (copy-on-write) and loads only the device state: its RAM is read lazily, page by page
+    as the guest touches it, instead of ~100 MB parsed and copied before the first instruction.
 
     Live migration (the guest keeps running while RAM is copied, then stops for the last dirty
     pages) rather than stop-then-migrate: the stream then records a *running* machine, so a QEMU
@@ -163,6 +170,7 @@ def save(
     try:
         mon.connect()
         mon.cmd("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
+        mon.cmd("migrate-set-capabilities", capabilities=[{"capability": "x-ignore-shared", "state": True}])
         with atomic_dir(snapshots_dir() / key) as tmp:
             hold_liveness_lock()  # so that another harness's prune() can tell this save is alive
             (tmp / OWNER).write_text(str(os.getpid()))
@@ -178,6 +186,8 @@ def save(
                         mon.cmd("migrate_cancel")
                     raise SnapshotError(f"migration {status or 'timed out'}: {info!r:.200}")
                 time.sleep(0.01)
+            for f in ram_files:  # the source is paused: these are the RAM the stream's devices go with
+                copy_sparse(f, tmp / f.name)
             if swap_img is not None:
                 copy_sparse(swap_img, tmp / SWAP)
             (tmp / CONSOLE).write_text(console)

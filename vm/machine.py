@@ -190,8 +190,14 @@ def choose_accel(kernel: Kernel, accel: str = "auto") -> str:
 # --- the VM ------------------------------------------------------------------------------------------
 
 
-def _cleanup(proc: subprocess.Popen | None, tmpdir: str | None) -> None:
-    """Kill QEMU and remove its temp dir (also run by the finalizer if ``close`` was never called)."""
+def _ram_root() -> str:
+    """Where a machine that will be saved keeps its RAM files: tmpfs (memory, as anonymous RAM is),
+    not a disk-backed /tmp that would write guest RAM back to disk."""
+    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
+def _cleanup(proc: subprocess.Popen | None, tmpdir: str | None, ram_dir: str | None = None) -> None:
+    """Kill QEMU and remove its temp dir and RAM files (also run by the finalizer if ``close`` was never called)."""
     if proc is not None and proc.poll() is None:
         with contextlib.suppress(OSError):
             os.killpg(proc.pid, signal.SIGKILL)
@@ -201,6 +207,8 @@ def _cleanup(proc: subprocess.Popen | None, tmpdir: str | None) -> None:
             proc.wait(timeout=10)
     if tmpdir:
         shutil.rmtree(tmpdir, ignore_errors=True)
+    if ram_dir:
+        shutil.rmtree(ram_dir, ignore_errors=True)
 
 
 class GuestVM:
@@ -259,6 +267,7 @@ class GuestVM:
         self.snapshot_save_seconds: float | None = None
         self.ready_info: dict[str, Any] = {}
         self.tmpdir: str | None = None
+        self._ram_dir: str | None = None  # RAM files of a machine that will be saved (see qemu_args)
         self.proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
         self._buf = bytearray()
@@ -278,10 +287,22 @@ class GuestVM:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def ram_backends(self) -> list[tuple[str, int]]:
+        """``(memory backend id, MiB)`` of guest RAM: one block, or one per NUMA node."""
+        if self.numa_nodes == 2:
+            m0 = self.mem_mb // 2
+            return [("m0", m0), ("m1", self.mem_mb - m0)]
+        return [("ram0", self.mem_mb)]
+
     def qemu_args(
-        self, initrd: Path, console: Path, agent_sock: Path, swap_img: Path | None, console_append: bool = False
+        self, initrd: Path, console: Path, agent_sock: Path, swap_img: Path | None, console_append: bool = False,
+        ram_dir: Path | None = None, ram_share: bool = True,
     ) -> list[str]:
-        """The QEMU command line for this machine (exposed for the benchmark and for debugging)."""
+        """The QEMU command line for this machine (exposed for the benchmark and for debugging).
+
+        ``ram_dir``: guest RAM in files there, one per :meth:`ram_backends` (boot snapshots:
+        ``share=on`` while a machine that will be saved runs, ``share=off``, i.e. a private
+        copy-on-write mapping, when one resumes from the saved files); None: anonymous memory."""
         accel = self.accel_used or "tcg"
         accel_opt = "tcg,thread=single" if accel == "tcg" and self.smp > 1 else accel
         cmdline = BASE_CMDLINE
@@ -323,15 +344,16 @@ class GuestVM:
         cpu = self.cpu or (TCG_CPU if accel == "tcg" else None)
         if cpu:
             args += ["-cpu", cpu]
+        if ram_dir is not None:
+            for bid, mb in self.ram_backends():
+                args += ["-object", f"memory-backend-file,id={bid},size={mb}M,mem-path={ram_dir / bid},"
+                                    f"share={'on' if ram_share else 'off'}"]
+            if self.numa_nodes == 1:
+                args += ["-machine", "memory-backend=ram0"]
+        elif self.numa_nodes == 2:
+            for bid, mb in self.ram_backends():
+                args += ["-object", f"memory-backend-ram,id={bid},size={mb}M"]
         if self.numa_nodes == 2:
-            m0 = self.mem_mb // 2
-            m1 = self.mem_mb - m0
-            args += [
-                "-object",
-                f"memory-backend-ram,id=m0,size={m0}M",
-                "-object",
-                f"memory-backend-ram,id=m1,size={m1}M",
-            ]
             if self.smp == 1:
                 args += ["-numa", "node,nodeid=0,cpus=0,memdev=m0", "-numa", "node,nodeid=1,memdev=m1"]
             else:
@@ -384,7 +406,8 @@ class GuestVM:
         assert self.initrd is not None and self.accel_used is not None, "the key of a VM being started"
         swap = Path("@swap@") if self.swap_mb > 0 else None
         args = self.qemu_args(self.initrd, Path("@console@"), Path("@agent@"), swap)
-        args += [f"@swap_mb={self.swap_mb}", f"@preload={','.join(self.preload)}"]
+        args += [f"@swap_mb={self.swap_mb}", f"@preload={','.join(self.preload)}",
+                 f"@ram={','.join(f'{b}:{mb}' for b, mb in self.ram_backends())}"]
         if self.kernel.build_id:  # a rebuilt kernel never resumes the snapshot of an earlier build
             args.append(f"@build_id={self.kernel.build_id}")
         return bootstate.state_key(args, [Path(self.kernel.image), self.initrd], qemu_version())
@@ -392,7 +415,7 @@ class GuestVM:
     def _reset(self) -> None:
         """Forget a failed start (QEMU killed, temp dir removed) so that another can follow."""
         self.close()
-        self.proc, self.tmpdir, self._dead, self.resumed_from = None, None, None, None
+        self.proc, self.tmpdir, self._dead, self.resumed_from, self._ram_dir = None, None, None, None, None
         self._buf.clear()
 
     def _launch(self, resume: bootstate.BootState | None) -> None:
@@ -417,13 +440,28 @@ class GuestVM:
         listener.bind(str(agent_sock))
         listener.listen(1)
         console = td / "console.log"
-        args = self.qemu_args(self.initrd, console, agent_sock, swap_img, console_append=resume is not None)
+        ram_dir: Path | None = None
+        monitor: socket.socket | None = None
+        if resume is not None:
+            ram_dir = resume.path  # mapped copy-on-write: the saved files are never written
+        elif self.snapshot:  # this boot will be saved: its RAM must be in files to copy
+            self._ram_dir = tempfile.mkdtemp(prefix=f"oomh-vm-{os.getpid()}-", dir=_ram_root())
+            ram_dir = Path(self._ram_dir)
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _cleanup, None, self.tmpdir, self._ram_dir)
+        args = self.qemu_args(self.initrd, console, agent_sock, swap_img, console_append=resume is not None,
+                              ram_dir=ram_dir, ram_share=resume is None)
         stream_fd: int | None = None
         if resume is not None:
             # The console reads as one boot: the snapshot's boot messages, a marker, then what follows.
             console.write_text(resume.console() + f"\n[oom-harness] resumed from boot snapshot {resume.key}\n")
-            incoming, stream_fd = resume.open_incoming()
-            args += incoming
+            stream_fd = resume.open_stream()
+            # the stream is started from the monitor, after the capability the save used (no -global for it in 7.2)
+            monitor = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            monitor.bind(str(td / "mon.sock"))
+            monitor.listen(1)
+            args += ["-incoming", "defer", "-chardev", f"socket,id=mon,path={td / 'mon.sock'}",
+                     "-mon", "chardev=mon,mode=control"]
         elif self.snapshot:
             args += ["-qmp", f"unix:{td / 'qmp.sock'},server=on,wait=off"]
         (td / "qemu.cmd").write_text(" ".join(args) + "\n")
@@ -439,12 +477,22 @@ class GuestVM:
                     preexec_fn=_die_with_parent,
                     pass_fds=() if stream_fd is None else (stream_fd,),
                 )
+        except BaseException:
+            if monitor is not None:
+                monitor.close()
+            raise
         finally:
             if stream_fd is not None:
                 os.close(stream_fd)  # QEMU has its own copy
         self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _cleanup, self.proc, self.tmpdir)
+        self._finalizer = weakref.finalize(self, _cleanup, self.proc, self.tmpdir, self._ram_dir)
         deadline = t0 + self.timeout_boot
+        if monitor is not None:
+            assert stream_fd is not None
+            try:
+                self._start_incoming(monitor, stream_fd, min(t0 + RESUME_TIMEOUT, deadline))
+            finally:
+                monitor.close()
         try:
             listener.settimeout(0.05)
             while self._sock is None:
@@ -469,6 +517,45 @@ class GuestVM:
             self.ready_info = frame
         self.boot_seconds = time.monotonic() - t0
 
+    def _start_incoming(self, listener: socket.socket, fd: int, deadline: float) -> None:
+        """Start loading the snapshot's stream (QEMU's inherited ``fd``) through the monitor QEMU
+        connects to ``listener``: three QMP commands, no QMP library (its import costs more than the
+        exchange)."""
+        listener.settimeout(0.05)
+        conn: socket.socket | None = None
+        while conn is None:
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                self._check_alive("before connecting the monitor")
+                if time.monotonic() > deadline:
+                    raise self._fail(GuestError, "QEMU did not connect its monitor") from None
+        with conn:
+            conn.settimeout(max(deadline - time.monotonic(), 0.1))
+            f = conn.makefile("rwb")
+            try:
+                f.readline()  # the greeting
+                for cmd in ({"execute": "qmp_capabilities"},
+                            {"execute": "migrate-set-capabilities", "arguments": {"capabilities": [
+                                {"capability": "x-ignore-shared", "state": True}]}},
+                            {"execute": "migrate-incoming", "arguments": {"uri": f"fd:{fd}"}}):
+                    f.write(json.dumps(cmd).encode() + b"\n")
+                    f.flush()
+                    while True:
+                        line = f.readline()
+                        if not line:
+                            raise OSError("monitor closed")
+                        reply = json.loads(line)
+                        if "return" in reply or "error" in reply:
+                            break  # events ({"event": ...}) are skipped
+                    if "error" in reply:
+                        raise self._fail(GuestError, f"QEMU refused {cmd['execute']}: {reply['error']}")
+            except (OSError, ValueError) as e:
+                self._check_alive("while starting the snapshot's stream")
+                raise self._fail(GuestError, f"monitor: {e}") from None
+            finally:
+                f.close()
+
     def _save_snapshot(self, key: str) -> None:
         """Save this freshly booted machine for later VMs of the same shape (failure only costs speed)."""
         assert self.tmpdir is not None
@@ -478,8 +565,10 @@ class GuestVM:
                 "swap_mb": self.swap_mb, "cmdline_extra": self.cmdline_extra, "accel": self.accel_used,
                 "boot_seconds": self.boot_seconds}
         try:
+            assert self._ram_dir is not None
             bootstate.save(td / "qmp.sock", key, console=self.console_text(), ready=self.ready_info,
-                           swap_img=td / "swap.img" if self.swap_mb > 0 else None, meta=meta)
+                           swap_img=td / "swap.img" if self.swap_mb > 0 else None, meta=meta,
+                           ram_files=[Path(self._ram_dir) / b for b, _mb in self.ram_backends()])
         except bootstate.SnapshotError as e:
             progress(f"could not save a boot snapshot ({e}); VMs of this shape will boot cold")
             return
@@ -498,7 +587,7 @@ class GuestVM:
             self._finalizer()  # runs _cleanup once
             self._finalizer = None
         elif self.tmpdir:
-            _cleanup(self.proc, self.tmpdir)
+            _cleanup(self.proc, self.tmpdir, self._ram_dir)
 
     # -- console ------------------------------------------------------------------------------------
 

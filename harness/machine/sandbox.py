@@ -355,7 +355,7 @@ def sweep_stale(layout: CgroupLayout | None = None) -> list[str]:
         layout = layout or detect_layout()
     except HarnessError:
         return []
-    removed = sweep_stale_files()
+    removed = sweep_stale_files() + sweep_stale_files("/dev/shm")  # /dev/shm: a saved VM's RAM files
     try:
         names = os.listdir(layout.own_dir)
     except OSError:
