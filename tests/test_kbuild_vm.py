@@ -134,4 +134,5 @@ def test_regression_patch_is_caught_and_named(tree: Path, tmp_path: Path, patch:
         assert patched[s]["reason"].startswith("consistent with: "), (s, patched[s]["reason"])
         assert f"{rule} ({variant}; " in patched[s]["reason"], (s, patched[s]["reason"])
         assert variant in patched[s]["rule_variants"]
-        assert f"{rule} ({variant}; " in p.stdout  # the compare report shows the rows' reasons
+        assert f"{s} on {copy.name}: consistent with: " in p.stdout  # the report's "why" under its differences
+        assert f"{rule} ({variant}; " in p.stdout

@@ -427,6 +427,7 @@ def differences(agg: pd.DataFrame) -> tuple[list[dict[str, Any]], list[dict[str,
                 "kill count": r.kill_count,
                 "table layout": r.report_format,
                 "fingerprints": r.format_tags,
+                "reason": r.reason,
             }
             for r in ran.itertuples()
         }
@@ -787,6 +788,11 @@ def _blocks(rep: Report, plots: Sequence[str]) -> list[Block]:
                 cells.append(f"{v['victim']} · {v['verdict']} · {v['as expected']}{second}" if v else "-")
             rows.append([d["scenario"], ", ".join(d["behaviour"]), *cells])
         out.append(("table", ["scenario", "differs in", *ks], rows, ["diff"] * len(rows)))
+        why = [f"{d['scenario']} on {k}: {v['reason']}" for d in bd for k in ks
+               if (v := d["kernels"].get(k)) and "mismatch" in str(v.get("verdict")) and v.get("reason")]
+        if why:  # the row's own reason: it names the rule variant that fits the run, when one does
+            out.append(("p", "Why, where the verdict is mismatch:"))
+            out.append(("ul", why))
     elif len(ks) >= 2:
         out.append(("p", "None: every scenario killed the same workload with the same verdict on every kernel that "
                          "ran it."))
