@@ -330,3 +330,20 @@ def test_prune_spares_the_unfinished_save_of_another_live_process(tmp_path, monk
         shutil.rmtree(script_dir, ignore_errors=True)
     bootstate.prune()  # its owner is gone now
     assert not saving.exists()
+
+
+def test_ram_files_go_to_tmpfs_only_when_the_whole_guest_fits(monkeypatch):
+    """A container's /dev/shm is 64 MiB by default: a 512 MiB guest's RAM file there would SIGBUS QEMU."""
+    import os
+    import tempfile
+
+    from vm import machine
+
+    class St:
+        f_frsize = 4096
+        f_bavail = (100 << 20) // 4096  # 100 MiB free
+
+    monkeypatch.setattr(os, "statvfs", lambda p: St())
+    monkeypatch.setattr(os, "access", lambda p, m: True)
+    assert machine._ram_root(512) == tempfile.gettempdir()
+    assert machine._ram_root(32) == "/dev/shm"

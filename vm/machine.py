@@ -190,10 +190,15 @@ def choose_accel(kernel: Kernel, accel: str = "auto") -> str:
 # --- the VM ------------------------------------------------------------------------------------------
 
 
-def _ram_root() -> str:
+def _ram_root(mem_mb: int) -> str:
     """Where a machine that will be saved keeps its RAM files: tmpfs (memory, as anonymous RAM is),
-    not a disk-backed /tmp that would write guest RAM back to disk."""
-    return "/dev/shm" if os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    not a disk-backed /tmp that would write guest RAM back to disk -- unless /dev/shm is too small
+    for the whole guest (a container's is 64 MiB by default: QEMU would die of SIGBUS mid-run)."""
+    with contextlib.suppress(OSError):
+        st = os.statvfs("/dev/shm")
+        if os.access("/dev/shm", os.W_OK) and st.f_bavail * st.f_frsize >= (mem_mb + 64) << 20:
+            return "/dev/shm"
+    return tempfile.gettempdir()
 
 
 def _cleanup(proc: subprocess.Popen | None, tmpdir: str | None, ram_dir: str | None = None) -> None:
@@ -445,7 +450,7 @@ class GuestVM:
         if resume is not None:
             ram_dir = resume.path  # mapped copy-on-write: the saved files are never written
         elif self.snapshot:  # this boot will be saved: its RAM must be in files to copy
-            self._ram_dir = tempfile.mkdtemp(prefix=f"oomh-vm-{os.getpid()}-", dir=_ram_root())
+            self._ram_dir = tempfile.mkdtemp(prefix=f"oomh-vm-{os.getpid()}-", dir=_ram_root(self.mem_mb))
             ram_dir = Path(self._ram_dir)
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, _cleanup, None, self.tmpdir, self._ram_dir)
