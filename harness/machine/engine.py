@@ -444,7 +444,11 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
         # -- collect -------------------------------------------------------------------------------
         t3 = time.monotonic()
         dead = {pid for pr in procs.values() for pid in pr.pids if not pid_alive(pid)}
-        cursor.wait_for(lambda lines: _kill_lines_seen(lines, dead), 1.0 if dead else 0.0)
+        # the growers the harness itself stopped at a no-victim scenario's bound have no kill line to wait for
+        by_harness = {pid for pr in procs.values() if pr.wl.name in outcome.get("alive_at_bound", [])
+                      for pid in pr.pids}
+        awaited = dead - by_harness
+        cursor.wait_for(lambda lines: _kill_lines_seen(lines, awaited), 1.0 if awaited else 0.0)
         timings["log"] = time.monotonic() - t3
         t4 = time.monotonic()
         rec.update(_judge(sc, cursor, root, pid_map, snap, dead, pre_kills, layout.version, outcome, launcher))
