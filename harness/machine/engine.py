@@ -292,7 +292,8 @@ class Launcher:
         return {}
 
 
-def _start(wl: Workload, sb: Sandbox, opts: EngineOptions, tmpdir: str, launcher: Launcher) -> _Proc:
+def _start(wl: Workload, sb: Sandbox, opts: EngineOptions, tmpdir: str, launcher: Launcher,
+           situ: dict[str, Any] | None = None) -> _Proc:
     spec = wl.spec()
     spec["comm"] = wl.name
     spec["oom_score_adj"] = wl.oom_score_adj
@@ -300,6 +301,8 @@ def _start(wl: Workload, sb: Sandbox, opts: EngineOptions, tmpdir: str, launcher
         spec["path"] = os.path.join(tmpdir, f"{wl.name}.data")
     elif wl.kind == "tmpfs":
         spec["path"] = situations.workload_path(tmpdir, wl.name)
+    elif wl.kind == "cache":
+        spec["path"], spec["offset"] = (situ or {})["cache"][wl.name]
     try:
         p = launcher.popen(wl, spec, sb, opts)
     except subprocess.SubprocessError as e:  # preexec_fn failed: Python keeps no detail
@@ -409,7 +412,7 @@ def _run_once(sc: Scenario, opts: EngineOptions | None, launcher: Launcher) -> S
             for wl in sc.workloads:
                 if wl.start_delay_s:
                     time.sleep(wl.start_delay_s)
-                pr = _start(wl, cgs[wl.cgroup], opts, tmpdir, launcher)
+                pr = _start(wl, cgs[wl.cgroup], opts, tmpdir, launcher, situ)
                 procs[pr.popen.pid] = pr
                 sel.register(pr.popen.stdout, selectors.EVENT_READ, pr)  # type: ignore[arg-type]
                 if wl.start_delay_s or wl.kind in ("fork", "many"):

@@ -41,7 +41,8 @@ from harness.errors import HarnessError
 
 from .sandbox import parse_size
 
-KINDS = {"anon", "shmem", "file", "mlock", "thp", "threads", "fork", "many", "tmpfs", "hugetlb"}
+#: cache: clean page cache read from the VM's block device (the swap disk: the guest has no disk filesystem)
+KINDS = {"anon", "shmem", "file", "mlock", "thp", "threads", "fork", "many", "tmpfs", "hugetlb", "cache"}
 #: no-victim: an OOM happened and the kernel killed nobody (nothing killable); throttled: memory.high
 #: slowed the growers, memory.events "high" grew, nothing was killed.
 OUTCOMES = {"kill", "no-oom", "group-kill", "panic", "no-victim", "throttled"}
