@@ -134,6 +134,9 @@ def _cache(n: int, path: str, offset: int) -> None:
     pos = _cache_pos.get(path, offset)
     fd = os.open(path, os.O_RDONLY)
     try:
+        # Drop what an earlier reader left cached here (a reused guest): a page already in the cache
+        # stays charged to whoever read it first, and this read would charge nothing.
+        os.posix_fadvise(fd, pos, n, os.POSIX_FADV_DONTNEED)
         done = 0
         while done < n:
             k = os.pread(fd, min(STEP, n - done), pos + done)
