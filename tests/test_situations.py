@@ -196,3 +196,15 @@ def test_hog_reads_clean_page_cache(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("ready ") and "grown " in p.stdout
     assert dev.stat().st_size == 16 << 20
+
+
+def test_judge_zswap_needs_pages_in_the_pool():
+    sc = _sc("zswap-swapped-victim")
+    kill = {"pid": 5, "workload": "swapped", "anon_rss_kb": 1, "file_rss_kb": 0, "shmem_rss_kb": 0}
+    rec = {"events": [{"kills": [kill]}], "verdict": "match", "as_expected": True, "reason": "ok", "kills": [kill]}
+    before = {"": {"zswapped": None}, "(zswap)": {"stored_pages": 8192, "pool_total_size": 3 << 20}}
+    situations.judge(sc, rec, before=before, after={}, cgs={}, procs={}, timed_out=False)
+    assert rec["as_expected"] is True and "zswap held 32.0 MiB of swapped pages in a 3.0 MiB pool" in rec["reason"]
+    rec = {"events": [{"kills": [kill]}], "verdict": "match", "as_expected": True, "reason": "ok", "kills": [kill]}
+    situations.judge(sc, rec, before={"": {"zswapped": 0}}, after={}, cgs={}, procs={}, timed_out=False)
+    assert rec["as_expected"] is False and "swap bypassed it" in rec["reason"]

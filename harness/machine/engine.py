@@ -531,7 +531,7 @@ def _count_and_situate(rec: ScenarioRecord, sc: Scenario, opts: EngineOptions, c
 #: The record fields kill counting and the situations may set or change.
 SITUATION_FIELDS = frozenset({
     "kill_count", "memory_state", "throttle", "allocating_task", "unfreed", "predicted_victims", "predicted_group",
-    "killed_workloads", "survivors", "protection", "reason", "outcome", "verdict", "as_expected",
+    "killed_workloads", "survivors", "protection", "zswap", "reason", "outcome", "verdict", "as_expected",
 })
 
 
@@ -597,12 +597,17 @@ def zswap_missing(release: str) -> str:
     return msg + ")"
 
 
+def sysctl_path(key: str) -> str:
+    """The file behind a scenario's ``[sysctl]`` key: ``vm.nr_hugepages`` is /proc/sys/vm/nr_hugepages;
+    a key that is a /sys path is a module parameter (e.g. /sys/module/zswap/parameters/enabled)."""
+    return key if key.startswith("/sys/") else "/proc/sys/" + key.replace(".", "/")
+
+
 def _apply_sysctl(values: dict[str, str], old: dict[str, str]) -> None:
     """Set sysctls, remembering each previous value in *old* as it goes (so a failure halfway
     still restores what was changed)."""
     for k, v in values.items():
-        # a key that is a /sys path is a module parameter (e.g. /sys/module/zswap/parameters/enabled)
-        path = k if k.startswith("/sys/") else "/proc/sys/" + k.replace(".", "/")
+        path = sysctl_path(k)
         try:
             with open(path) as f:
                 old[k] = f.read().strip()

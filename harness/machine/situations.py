@@ -28,6 +28,8 @@ from .scenario import CgroupSpec, Scenario
 __all__ = ["prepare", "teardown", "apply_protection", "memory_state", "judge", "group_victims"]
 
 MB = 1 << 20
+DEBUGFS = "/sys/kernel/debug"
+ZSWAP_DEBUGFS = DEBUGFS + "/zswap"
 OOM_SCORE_ADJ_MIN = -1000
 MNT_DETACH = 2
 
@@ -42,6 +44,11 @@ def prepare(sc: Scenario, tmpdir: str) -> dict[str, Any]:
     ctx: dict[str, Any] = {}
     if any(w.kind == "cache" for w in sc.workloads):
         ctx["cache"] = cache_regions(sc, swap_device())
+    if "zswap" in sc.requires and not os.path.isdir(ZSWAP_DEBUGFS):
+        # zswap's own counters (stored_pages: 5.10 has no zswap lines in memory.stat, 5.19 added them)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mount(b"debugfs", DEBUGFS.encode(), b"debugfs", 0, None) == 0:
+            ctx["debugfs"] = DEBUGFS
     if any(w.kind == "tmpfs" for w in sc.workloads):
         path = os.path.dirname(workload_path(tmpdir, "x"))
         os.mkdir(path)
@@ -56,10 +63,11 @@ def prepare(sc: Scenario, tmpdir: str) -> dict[str, Any]:
 def teardown(ctx: dict[str, Any]) -> None:
     """Unmount the tmpfs; drop the page cache the ``cache`` workloads read (clean pages, which would
     otherwise stay in a reused guest, charged to the root cgroup once the sandbox is gone)."""
-    path = ctx.get("tmpfs")
-    if path:
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).umount2(path.encode(), MNT_DETACH)
+    for key in ("tmpfs", "debugfs"):
+        path = ctx.get(key)
+        if path:
+            with contextlib.suppress(Exception):
+                ctypes.CDLL(None, use_errno=True).umount2(path.encode(), MNT_DETACH)
     for dev in {d for d, _ in (ctx.get("cache") or {}).values()}:
         with contextlib.suppress(OSError):
             fd = os.open(dev, os.O_RDONLY)
@@ -195,6 +203,8 @@ def memory_state(cgs: dict[str, Any]) -> dict[str, dict[str, int | None]]:
             "zswap": st.get("zswap"),  # compressed bytes in the zswap pool (5.19+ memory.stat)
             "zswapped": st.get("zswapped"),  # bytes of the pages it holds
         }
+    if os.path.isfile(ZSWAP_DEBUGFS + "/stored_pages"):  # zswap's machine-wide pool (debugfs, every kernel)
+        out["(zswap)"] = {k: read_int(os.path.join(ZSWAP_DEBUGFS, k)) for k in ("stored_pages", "pool_total_size")}
     return out
 
 
@@ -361,6 +371,22 @@ def _judge_reclaim(sc: Scenario, rec: dict[str, Any], before: dict[str, Any], af
                      + ("" if not why else "; but " + "; ".join(why)))
 
 
+def _judge_zswap(rec: dict[str, Any], before: dict[str, Any]) -> None:
+    """zswap really held the swapped pages before the trigger: its debugfs pool (stored_pages, every
+    kernel) or the sandbox's memory.stat zswapped (5.19+).  Otherwise the pages went straight to the
+    swap device and the scenario showed nothing about zswap."""
+    pool = before.get("(zswap)") or {}
+    stored = (pool.get("stored_pages") or 0) * 4096
+    memcg = (before.get("") or {}).get("zswapped")
+    rec["zswap"] = {"stored_bytes": stored, "pool_bytes": pool.get("pool_total_size"), "memcg_zswapped": memcg}
+    if stored or memcg:
+        rec["reason"] = (rec.get("reason", "") + f"; before the trigger zswap held {_mib(max(stored, memcg or 0))} of "
+                         f"swapped pages in a {_mib(pool.get('pool_total_size'))} pool")
+    else:
+        rec["as_expected"] = False
+        rec["reason"] = rec.get("reason", "") + "; but zswap held no page before the trigger (swap bypassed it)"
+
+
 # -- the judge ----------------------------------------------------------------------------------------
 
 
@@ -518,5 +544,7 @@ def judge(sc: Scenario, rec: dict[str, Any], *, before: dict[str, Any], after: d
         _judge_protection(sc, rec, after)
     if not rec.get("kills") and protected and sc.expect_outcome == "no-oom":
         _judge_reclaim(sc, rec, before, after, timed_out)
+    if "zswap" in sc.requires and rec.get("kills"):
+        _judge_zswap(rec, before)
     if rec.get("kills") and any(s.oom_group for s, _ in _specs(sc.cgroup).values()):
         _judge_group(sc, rec, cgs)
