@@ -60,6 +60,7 @@ def test_good():
     (GOOD.replace('[cgroup]', '[vm]\nmem_mb = "1G"\n[cgroup]'), 4, "mem_mb must be an integer"),
     (GOOD.replace('[cgroup]', '[vm]\ndisk = 3\n[cgroup]'), 4, "unknown key 'disk' in [vm]"),
     (GOOD.replace('memory_max = "64M"', 'memory_max = "64M"\noom_group = "yes"'), 5, "oom_group must be true"),
+    ('bound_is_point = true\n' + GOOD, 1, "bound_is_point must say"),
 ])
 def test_bad(text, line, words):
     with pytest.raises(ScenarioError) as e:
@@ -68,6 +69,16 @@ def test_bad(text, line, words):
     assert msg.startswith(f"bad.toml:{line}:"), msg
     assert words in msg
     assert "\n" not in msg
+
+
+def test_bound_is_point_marks_the_scenarios_whose_point_is_a_timeout():
+    """Timing targets (bench_vm.py: no scenario above 5 s) judge these apart; each says why in its file
+    and in its description."""
+    bounded = {s.name: s for s in catalogue() if s.bound_is_point}
+    assert set(bounded) == {"no-killable-process"}
+    sc = bounded["no-killable-process"]
+    assert f"{sc.timeout_s:.0f} s bound" in sc.bound_is_point and "bound" in sc.description
+    assert parse_scenario(GOOD, "t.toml").bound_is_point is None
 
 
 def test_unreadable(tmp_path):

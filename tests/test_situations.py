@@ -135,3 +135,76 @@ def test_hog_writes_an_unmapped_tmpfs_file(tmp_path):
     assert lines[0].startswith("ready ") and lines[1].startswith("grown ")
     assert float(lines[1].split()[1]) >= 0
     assert path.stat().st_size == 12 << 20
+
+
+def _reclaim_rec() -> dict:
+    return {"events": [], "kills": [], "verdict": "no-oom", "outcome": "no-oom", "as_expected": True,
+            "reason": "the workloads reached their sizes without an OOM kill",
+            "kill_count": {"events": {"": {"max": 64}, "prot": {}, "unprot": {}}}}
+
+
+def _state(prot_file: int, unprot_file: int) -> dict:
+    return {"": {"current": 79 << 20}, "prot": {"current": 25 << 20, "file": prot_file << 20},
+            "unprot": {"current": 50 << 20, "file": unprot_file << 20}}
+
+
+def test_judge_reclaim_suffices_from_the_unprotected_page_cache():
+    sc = _sc("memory-low-reclaim-suffices")
+    rec = _reclaim_rec()
+    situations.judge(sc, rec, before=_state(17, 26), after=_state(17, 10), cgs={}, procs={}, timed_out=False)
+    assert rec["as_expected"] is True, rec["reason"]
+    assert rec["protection"]["reclaimed_file"] == {"prot": 0, "unprot": 16 << 20}
+    assert "unprot (unprotected): page cache 26.0 MiB -> 10.0 MiB (reclaim took 16.0 MiB)" in rec["reason"]
+    assert "memory.max was reached 64 time(s)" in rec["reason"]
+
+
+def test_judge_reclaim_fails_when_protection_gave_way_or_nothing_was_reclaimed():
+    sc = _sc("memory-low-reclaim-suffices")
+    rec = _reclaim_rec()
+    rec["kill_count"]["events"]["prot"] = {"low": 3}
+    situations.judge(sc, rec, before=_state(17, 26), after=_state(8, 10), cgs={}, procs={}, timed_out=False)
+    assert rec["as_expected"] is False
+    assert "prot lost 9.0 MiB of its page cache" in rec["reason"] and "breached 3 time(s)" in rec["reason"]
+    rec = _reclaim_rec()
+    situations.judge(sc, rec, before=_state(17, 26), after=_state(17, 25), cgs={}, procs={}, timed_out=False)
+    assert rec["as_expected"] is False and "never needed reclaim" in rec["reason"]
+
+
+def test_cache_workloads_read_disjoint_regions_of_the_swap_disk(tmp_path):
+    swaps = tmp_path / "swaps"
+    swaps.write_text("Filename\tType\tSize\tUsed\tPriority\n/dev/vda  partition\t131068\t0\t-2\n")
+    assert situations.swap_device(str(swaps)) == "/dev/vda"
+    swaps.write_text("Filename\tType\tSize\tUsed\tPriority\n")
+    try:
+        situations.swap_device(str(swaps))
+    except OSError as e:
+        assert "swap_mb" in str(e)
+    else:
+        raise AssertionError("no swap partition must be an error")
+    regions = situations.cache_regions(_sc("memory-low-reclaim-suffices"), "/dev/vda")
+    (_, a), (_, b) = regions["kept"], regions["cached"]
+    assert a >= situations.CACHE_GAP and b >= a + (16 << 20) + situations.CACHE_GAP
+
+
+def test_hog_reads_clean_page_cache(tmp_path):
+    """kind cache: reads size bytes (and then grow bytes more) from offset, writes nothing."""
+    dev = tmp_path / "disk"
+    dev.write_bytes(b"\0" * (16 << 20))
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "workloads", "hog.py"),
+                        "kind=cache", "size=4194304", f"path={dev}", "offset=4194304", "grow=4194304"],
+                       input="go\nexit\n", capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("ready ") and "grown " in p.stdout
+    assert dev.stat().st_size == 16 << 20
+
+
+def test_judge_zswap_needs_pages_in_the_pool():
+    sc = _sc("zswap-swapped-victim")
+    kill = {"pid": 5, "workload": "swapped", "anon_rss_kb": 1, "file_rss_kb": 0, "shmem_rss_kb": 0}
+    rec = {"events": [{"kills": [kill]}], "verdict": "match", "as_expected": True, "reason": "ok", "kills": [kill]}
+    before = {"": {"zswapped": None}, "(zswap)": {"stored_pages": 8192, "pool_total_size": 3 << 20}}
+    situations.judge(sc, rec, before=before, after={}, cgs={}, procs={}, timed_out=False)
+    assert rec["as_expected"] is True and "zswap held 32.0 MiB of swapped pages in a 3.0 MiB pool" in rec["reason"]
+    rec = {"events": [{"kills": [kill]}], "verdict": "match", "as_expected": True, "reason": "ok", "kills": [kill]}
+    situations.judge(sc, rec, before={"": {"zswapped": 0}}, after={}, cgs={}, procs={}, timed_out=False)
+    assert rec["as_expected"] is False and "swap bypassed it" in rec["reason"]

@@ -129,7 +129,11 @@ def test_kernel_package_regex():
     assert m("linux-image-6.12-cloud-amd64") is None
     assert m("linux-image-cloud-amd64") is None
     assert m("linux-image-6.1.0-56-cloud-amd64-dbg") is None
-    assert m("linux-image-6.1.0-56-amd64") is None
+    # the generic flavour resolves by exact release (zswap up to 6.12), never by series
+    assert m("linux-image-6.12.118+deb13-amd64").group(1, 2, 3) == ("6.12.118+deb13-amd64", "6.12", None)
+    assert m("linux-image-5.10.0-46-amd64-unsigned").group(1) == "5.10.0-46-amd64"
+    assert m("linux-image-6.1.0-0.deb11.48-amd64") is None
+    assert kernels.is_cloud("6.1.0-57-cloud-amd64") and not kernels.is_cloud("6.1.0-57-amd64")
 
 
 def test_cpio_roundtrip_and_concatenation():

@@ -1,8 +1,13 @@
 """Guest kernels: stock Debian cloud kernels by series (``5.10``, ``6.1``, ``6.12``, ``7.2``) or a user's own.
 
 Why Debian cloud kernels: they are what real systems run, small, and have virtio built in or as a
-few modules.  Why the uncompressed ``vmlinux``: QEMU boots it directly through its PVH entry note,
-skipping the in-guest decompressor, which is slow under TCG (about 1.3 s for zstd on 6.12).
+few modules.  Debian's generic flavour (``-amd64``, not ``-cloud-amd64``) resolves too, by its exact
+release (``6.12.118+deb13-amd64``), never by series: it is built from the same source with options
+the cloud flavour leaves out (``CONFIG_ZSWAP`` up to 6.12), and its virtio drivers are modules the
+initramfs loads (:data:`vm.image.WANTED_MODULES`).
+
+Why the uncompressed ``vmlinux``: QEMU boots it directly through its PVH entry note, skipping the
+in-guest decompressor, which is slow under TCG (about 1.3 s for zstd on 6.12).
 
 Layout of one cached kernel (``<cache>/kernels/<release>/``), written atomically:
 ``vmlinux`` (or ``bzImage`` if no PVH ELF could be made), ``config``, ``modules/`` (the package's
@@ -28,8 +33,9 @@ from vm.paths import atomic_dir, cache_root, progress
 #: The series the harness is tested with; any other ``X.Y`` present in the lists also resolves.
 KNOWN_SERIES = ("5.10", "6.1", "6.12", "7.2")
 
-#: ``linux-image-6.12.118+deb13-cloud-amd64-unsigned``, ``linux-image-6.1.0-56-cloud-amd64``
-_PKG_RE = re.compile(r"^linux-image-((\d+\.\d+)\.\d+(?:-\d+|\+[\w.]+)-cloud-amd64)(-unsigned)?$")
+#: ``linux-image-6.12.118+deb13-cloud-amd64-unsigned``, ``linux-image-6.1.0-56-cloud-amd64``, and the generic
+#: flavour ``linux-image-6.12.118+deb13-amd64`` (group 3 is ``cloud-`` or None)
+_PKG_RE = re.compile(r"^linux-image-((\d+\.\d+)\.\d+(?:-\d+|\+[\w.]+)-(cloud-)?amd64)(-unsigned)?$")
 
 #: Compressed-payload magics as the kernel's ``extract-vmlinux`` knows them, and the CLI for each.
 _MAGICS: list[tuple[str, bytes, list[str]]] = [
@@ -175,7 +181,7 @@ def available(apt: PrivateApt | None = None) -> list[KernelInfo]:
         m = _PKG_RE.match(name)
         if not m:
             continue
-        release, series, unsigned = m.group(1), m.group(2), bool(m.group(3))
+        release, series, unsigned = m.group(1), m.group(2), bool(m.group(4))
         cur = best.get(release)
         if cur is not None:
             c = compare_versions(version, cur.version or "0")
@@ -255,11 +261,16 @@ def list_kernels(refresh: bool = False) -> list[KernelInfo]:
     return rows
 
 
+def is_cloud(release: str) -> bool:
+    """A Debian cloud-flavour release: what a bare series (``6.12``) resolves to."""
+    return release.endswith("-cloud-amd64")
+
+
 def resolve(series: str) -> KernelInfo:
     """The newest package of a series, e.g. ``"6.12"`` -> ``linux-image-6.12.118+deb13-cloud-amd64-unsigned``."""
     if not re.fullmatch(r"\d+\.\d+", series):
         raise KernelError(f"unknown kernel version {series!r}: expected a series like {', '.join(KNOWN_SERIES)}")
-    infos = [i for i in available() if i.series == series]
+    infos = [i for i in available() if i.series == series and is_cloud(i.release)]
     if not infos:
         known = ", ".join(KNOWN_SERIES)
         raise KernelError(f"no Debian cloud kernel for {series} in the package lists (known: {known})")
@@ -428,7 +439,7 @@ def get_kernel(version: str, modules: str | Path | None = None) -> Kernel:
                 raise KernelError(f"unknown kernel version {version!r} (try one of {', '.join(KNOWN_SERIES)})")
             info = rows[0]
     except KernelError as e:
-        fallback = [k for k in cached if k.series == version]
+        fallback = [k for k in cached if k.series == version and is_cloud(k.release)]
         if fallback and "unknown kernel" not in str(e):
             progress(f"{e}; using the cached {fallback[-1].release}")
             return fallback[-1]

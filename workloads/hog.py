@@ -19,7 +19,9 @@ Kinds: anon, shmem (memfd, mapped), file (page cache from a real file; reclaimab
 threads (N threads sharing one mm), fork (children sharing the parent's pages), many (N small
 children), tmpfs (a file written with write(2) on a tmpfs at ``path``, never mapped: charged to the
 cgroup, in nobody's RSS, and it outlives the writer), hugetlb (MAP_HUGETLB anonymous memory from
-the reserved pool ``vm.nr_hugepages``: in no RSS counter, ``HugetlbPages`` in /proc/PID/status).
+the reserved pool ``vm.nr_hugepages``: in no RSS counter, ``HugetlbPages`` in /proc/PID/status),
+cache (clean page cache: ``size`` bytes read, buffered, from the block device ``path`` at ``offset``;
+nothing written, so reclaim can drop it without swap; growing reads on from where it stopped).
 After growing, ``grown <seconds>`` says how long the growth took.
 ``mempolicy`` ("bind:1") binds anonymous memory to NUMA nodes via ``set_mempolicy``.
 """
@@ -123,6 +125,29 @@ def _file(n: int, path: str) -> None:
             pass
 
 
+_cache_pos: dict[str, int] = {}
+
+
+def _cache(n: int, path: str, offset: int) -> None:
+    """Clean page cache of a block device: buffered reads charge the pages to this task's memcg (as
+    ``file`` in memory.stat, on the file LRU); nothing is dirty, so reclaim drops them at once."""
+    pos = _cache_pos.get(path, offset)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        # Drop what an earlier reader left cached here (a reused guest): a page already in the cache
+        # stays charged to whoever read it first, and this read would charge nothing.
+        os.posix_fadvise(fd, pos, n, os.POSIX_FADV_DONTNEED)
+        done = 0
+        while done < n:
+            k = os.pread(fd, min(STEP, n - done), pos + done)
+            if not k:
+                raise OSError(f"{path}: end of device at {pos + done}")
+            done += len(k)
+    finally:
+        os.close(fd)
+    _cache_pos[path] = pos + done
+
+
 def _set_mempolicy(spec: str) -> None:
     mode, _, nodes = spec.partition(":")
     if mode != "bind":
@@ -154,6 +179,8 @@ def allocate(spec: dict, n: int) -> None:
         _file(n, spec["path"])
     elif kind == "tmpfs":
         _tmpfs(n, spec["path"])
+    elif kind == "cache":
+        _cache(n, spec["path"], int(spec.get("offset", 0)))
     elif kind == "hugetlb":
         _hugetlb(n)
     else:

@@ -114,6 +114,7 @@ class ScenarioRecord:
     killed_workloads: list[str] = _unset()
     survivors: list[str] = _unset()
     protection: dict[str, Any] = _unset()
+    zswap: dict[str, Any] = _unset()
     # the run
     kernel_log: str = _unset()
     kmsg_gaps: int = _unset()

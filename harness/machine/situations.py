@@ -28,6 +28,8 @@ from .scenario import CgroupSpec, Scenario
 __all__ = ["prepare", "teardown", "apply_protection", "memory_state", "judge", "group_victims"]
 
 MB = 1 << 20
+DEBUGFS = "/sys/kernel/debug"
+ZSWAP_DEBUGFS = DEBUGFS + "/zswap"
 OOM_SCORE_ADJ_MIN = -1000
 MNT_DETACH = 2
 
@@ -37,8 +39,16 @@ MNT_DETACH = 2
 
 def prepare(sc: Scenario, tmpdir: str) -> dict[str, Any]:
     """Mount a private tmpfs under *tmpdir* when a workload writes a tmpfs file (unmounted by
-    :func:`teardown`: that is what frees a tmpfs file's pages, never a kill)."""
+    :func:`teardown`: that is what frees a tmpfs file's pages, never a kill); give every ``cache``
+    workload its own region of the block device it reads (:func:`cache_regions`)."""
     ctx: dict[str, Any] = {}
+    if any(w.kind == "cache" for w in sc.workloads):
+        ctx["cache"] = cache_regions(sc, swap_device())
+    if "zswap" in sc.requires and not os.path.isdir(ZSWAP_DEBUGFS):
+        # zswap's own counters (stored_pages: 5.10 has no zswap lines in memory.stat, 5.19 added them)
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.mount(b"debugfs", DEBUGFS.encode(), b"debugfs", 0, None) == 0:
+            ctx["debugfs"] = DEBUGFS
     if any(w.kind == "tmpfs" for w in sc.workloads):
         path = os.path.dirname(workload_path(tmpdir, "x"))
         os.mkdir(path)
@@ -51,10 +61,52 @@ def prepare(sc: Scenario, tmpdir: str) -> dict[str, Any]:
 
 
 def teardown(ctx: dict[str, Any]) -> None:
-    path = ctx.get("tmpfs")
-    if path:
-        with contextlib.suppress(Exception):
-            ctypes.CDLL(None, use_errno=True).umount2(path.encode(), MNT_DETACH)
+    """Unmount the tmpfs; drop the page cache the ``cache`` workloads read (clean pages, which would
+    otherwise stay in a reused guest, charged to the root cgroup once the sandbox is gone)."""
+    for key in ("tmpfs", "debugfs"):
+        path = ctx.get(key)
+        if path:
+            with contextlib.suppress(Exception):
+                ctypes.CDLL(None, use_errno=True).umount2(path.encode(), MNT_DETACH)
+    for dev in {d for d, _ in (ctx.get("cache") or {}).values()}:
+        with contextlib.suppress(OSError):
+            fd = os.open(dev, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def swap_device(swaps: str = "/proc/swaps") -> str:
+    """The block device the ``cache`` workloads read: the VM's swap disk, its only block device (the
+    guest's files live in the initramfs, whose pages are never clean page cache).  Reading it is
+    harmless (read-only, buffered; swap I/O bypasses the device's page cache) and gives genuine
+    clean file pages."""
+    with contextlib.suppress(OSError), open(swaps) as f:
+        for line in f.read().splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 2 and parts[1] == "partition" and parts[0].startswith("/dev/"):
+                return parts[0]
+    raise OSError("no swap partition to read page cache from (a cache workload needs the VM's swap disk: "
+                  "give the scenario [vm] swap_mb)")
+
+
+#: Space between two cache workloads' regions, so that readahead past one region never reads
+#: (and charges) the start of the next.
+CACHE_GAP = 4 * MB
+
+
+def cache_regions(sc: Scenario, device: str) -> dict[str, tuple[str, int]]:
+    """``{workload: (device, offset)}``: disjoint regions in workload order (a block device's page
+    is charged to the memcg that first read it, so two readers of one region would share pages).
+    The first region starts past the swap header page."""
+    out: dict[str, tuple[str, int]] = {}
+    pos = CACHE_GAP
+    for w in sc.workloads:
+        if w.kind == "cache":
+            out[w.name] = (device, pos)
+            pos += w.size + (w.grow if isinstance(w.grow, int) else 0) + CACHE_GAP
+    return out
 
 
 def workload_path(tmpdir: str, name: str) -> str:
@@ -151,6 +203,8 @@ def memory_state(cgs: dict[str, Any]) -> dict[str, dict[str, int | None]]:
             "zswap": st.get("zswap"),  # compressed bytes in the zswap pool (5.19+ memory.stat)
             "zswapped": st.get("zswapped"),  # bytes of the pages it holds
         }
+    if os.path.isfile(ZSWAP_DEBUGFS + "/stored_pages"):  # zswap's machine-wide pool (debugfs, every kernel)
+        out["(zswap)"] = {k: read_int(os.path.join(ZSWAP_DEBUGFS, k)) for k in ("stored_pages", "pool_total_size")}
     return out
 
 
@@ -257,6 +311,80 @@ def _judge_protection(sc: Scenario, rec: dict[str, Any], after: dict[str, Any]) 
     rec["reason"] = (rec.get("reason", "") + "; reclaim: " + ", ".join(facts)
                      + ("; the victim is in a protected cgroup: memory.min/low protect from reclaim only, "
                         "oom_badness() has no protection term and the model ignores it too" if in_prot else ""))
+
+
+#: A reclaim that took less than this from the unprotected siblings' page cache shows nothing.
+RECLAIM_SHOWN = 4 * MB
+#: The protected cgroups' page cache must keep this share of what it held before the trigger.
+PROTECTED_KEPT = 0.9
+
+
+def _judge_reclaim(sc: Scenario, rec: dict[str, Any], before: dict[str, Any], after: dict[str, Any],
+                   timed_out: bool) -> None:
+    """No OOM under memory.min / memory.low: reclaim found enough in the unprotected siblings.  6.12
+    mm/vmscan.c shrink_node_memcgs(): a memcg below its effective protection is skipped (memory.low:
+    unless a pass reclaimed nothing, then memory.events ``low`` counts the breach), so the pages
+    reclaim takes at the parent's limit are the unprotected siblings' clean page cache; when that
+    covers the growth, try_charge_memcg() succeeds and nothing is killed.  Measured from memory.stat
+    ``file`` per cgroup before the trigger and after the growth (what reclaim took from each), the
+    protected cgroups' memory.current against their protection, and memory.events ``max`` (the
+    parent's limit was reached: reclaim ran) and ``low`` (a breach of memory.low)."""
+    specs = _specs(sc.cgroup)
+    events = (rec.get("kill_count") or {}).get("events", {})
+    prot = sorted(n for n, (sp, _) in specs.items() if n and (sp.memory_min or sp.memory_low))
+    unprot = sorted(n for n in specs if n and n not in prot)
+
+    def file(state: dict[str, Any], name: str) -> int:
+        return (state.get(name) or {}).get("file") or 0
+
+    taken = {n: file(before, n) - file(after, n) for n in specs if n}
+    facts, why = [], []
+    hits = events.get("", {}).get("max", 0)
+    facts.append(f"the parent's memory.max was reached {hits} time(s) (memory.events max)" if hits
+                 else "memory.events max of the parent did not grow")
+    for n in unprot:
+        facts.append(f"{n} (unprotected): page cache {_mib(file(before, n))} -> {_mib(file(after, n))} "
+                     f"(reclaim took {_mib(taken[n])})")
+    for n in prot:
+        sp = specs[n][0]
+        how = f"memory.min {_mib(sp.memory_min)}" if sp.memory_min else f"memory.low {_mib(sp.memory_low)}"
+        cur_b, cur_a = (before.get(n) or {}).get("current"), (after.get(n) or {}).get("current")
+        low = events.get(n, {}).get("low", 0)
+        facts.append(f"{n} ({how}): page cache {_mib(file(before, n))} -> {_mib(file(after, n))}, memory.current "
+                     f"{_mib(cur_b)} -> {_mib(cur_a)}, memory.events low +{low}")
+        if file(after, n) < file(before, n) * PROTECTED_KEPT:
+            why.append(f"{n} lost {_mib(taken[n])} of its page cache despite its protection")
+        if low:
+            why.append(f"{n}'s memory.low was breached {low} time(s)")
+    taken_unprot = sum(taken[n] for n in unprot)
+    if timed_out:
+        why.append(f"the growers did not finish within the bound ({sc.timeout_s}s)")
+    if taken_unprot < RECLAIM_SHOWN:
+        why.append(f"reclaim took only {_mib(taken_unprot)} from the unprotected page cache: the scenario never "
+                   "needed reclaim")
+    rec["protection"] = {"protected": prot, "reclaimed_file": taken, "parent_max_events": hits,
+                         "file_before": {n: file(before, n) for n in specs if n},
+                         "file_after": {n: file(after, n) for n in specs if n}}
+    ok = rec.get("outcome") == "no-oom" and not why
+    rec["as_expected"] = bool(rec.get("as_expected")) and ok
+    rec["reason"] = (rec.get("reason", "") + "; reclaim sufficed: " + "; ".join(facts)
+                     + ("" if not why else "; but " + "; ".join(why)))
+
+
+def _judge_zswap(rec: dict[str, Any], before: dict[str, Any]) -> None:
+    """zswap really held the swapped pages before the trigger: its debugfs pool (stored_pages, every
+    kernel) or the sandbox's memory.stat zswapped (5.19+).  Otherwise the pages went straight to the
+    swap device and the scenario showed nothing about zswap."""
+    pool = before.get("(zswap)") or {}
+    stored = (pool.get("stored_pages") or 0) * 4096
+    memcg = (before.get("") or {}).get("zswapped")
+    rec["zswap"] = {"stored_bytes": stored, "pool_bytes": pool.get("pool_total_size"), "memcg_zswapped": memcg}
+    if stored or memcg:
+        rec["reason"] = (rec.get("reason", "") + f"; before the trigger zswap held {_mib(max(stored, memcg or 0))} of "
+                         f"swapped pages in a {_mib(pool.get('pool_total_size'))} pool")
+    else:
+        rec["as_expected"] = False
+        rec["reason"] = rec.get("reason", "") + "; but zswap held no page before the trigger (swap bypassed it)"
 
 
 # -- the judge ----------------------------------------------------------------------------------------
@@ -411,7 +539,12 @@ def judge(sc: Scenario, rec: dict[str, Any], *, before: dict[str, Any], after: d
         _judge_no_victim(sc, rec, procs, after)
     if any(w.kind == "tmpfs" for w in sc.workloads):
         _judge_unfreed(sc, rec, before, after)
-    if rec.get("kills") and any(s.memory_min or s.memory_low for s, _ in _specs(sc.cgroup).values()):
+    protected = any(s.memory_min or s.memory_low for s, _ in _specs(sc.cgroup).values())
+    if rec.get("kills") and protected:
         _judge_protection(sc, rec, after)
+    if not rec.get("kills") and protected and sc.expect_outcome == "no-oom":
+        _judge_reclaim(sc, rec, before, after, timed_out)
+    if "zswap" in sc.requires and rec.get("kills"):
+        _judge_zswap(rec, before)
     if rec.get("kills") and any(s.oom_group for s, _ in _specs(sc.cgroup).values()):
         _judge_group(sc, rec, cgs)
