@@ -84,8 +84,8 @@ def main() -> int:
     first = bdir / "first-build.json"
     if args.full and bdir.exists():
         shutil.rmtree(bdir)
+    build_tree(tree)  # warm: nothing (or the last edit's restore) to build; with --full, the first build
     full = json.loads(first.read_text()) if first.is_file() else {}  # written by the tree's first build
-    build_tree(tree)  # warm: nothing (or the last edit's restore) to build
     scen = host_scenarios()
     results = ROOT / "results" / "bench" / "kbuild-runs"
     loops = []
