@@ -6,6 +6,8 @@ verdict, so a broken explanation fails a test instead of reaching a user.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.core.analysis import (
@@ -23,6 +25,7 @@ from harness.core.analysis import (
 from harness.core.eras import era_by_name
 from harness.core.events import KillRecord, MemcgInfo, MemInfo, OomEvent, SelectLine, Summary, TaskRow, Trigger
 from harness.core.model import Task, oom_badness
+from harness.core.parser import parse_file
 
 
 def row(pid: int, rss: int, adj: int = 0, uid: int = 1000, name: str | None = None) -> TaskRow:
@@ -678,7 +681,8 @@ def test_solve_totalpages_finds_every_fitting_totalpages(era: str, rss: int, adj
     solver returns exactly the least and the greatest totalpages in [lo, hi] that print the score."""
     t = Task(pid=1, name="a", rss=rss, swapents=3, nr_ptes=2, pgtables_bytes=5 * 4096, oom_score_adj=adj,
              cap_sys_admin=cap)
-    for lo, hi in ((1, 3000), (2999, 6001), (1500, 1500), (1, 1), (4, 60)):
+    # (the last two end at the last bisected step for scores 1 and 5: totalpages / 1000 == 4 * score + 4)
+    for lo, hi in ((1, 3000), (2999, 6001), (1500, 1500), (1, 1), (4, 60), (1, 8999), (20_000, 24_999)):
         fits: dict[int, list[int]] = {}
         for tp in range(lo, hi + 1):
             p = _printed(t, tp, era)
@@ -705,3 +709,188 @@ def test_solve_totalpages_unbounded_above() -> None:
     t = Task(pid=1, name="a", rss=500, pgtables_bytes=65536 * 100, oom_score_adj=100)
     assert _solve_totalpages(t, 200, era_by_name("4.19"), 1000, 10_000, 64) == (4976, 6000)
     assert _solve_totalpages(t, 200, era_by_name("4.19"), 1000, 10_000, 4) is None
+
+
+def test_json_document_without_header_or_summary() -> None:
+    d = analyze(OomEvent(kernel_version="6.1.0", kills=[KillRecord(pid=6, name="y")])).to_dict()
+    assert (d["trigger"], d["constraint"], d["oom_memcg"], d["kind"]) == (None, None, None, "unknown")
+    # <=4.20 names the limiting memcg in "Task in A killed as a result of limit of B"
+    ev = OomEvent(kernel_version="4.4.0", memcg=MemcgInfo(limit_kb=4, task_in="/a/b", limit_of="/a"))
+    d = analyze(ev).to_dict()
+    assert (d["oom_memcg"], d["constraint"], d["kind"]) == ("/a", None, "memcg")
+    ev.summary = Summary(constraint="CONSTRAINT_MEMCG", oom_memcg="/s")
+    assert analyze(ev).to_dict()["oom_memcg"] == "/s"
+
+
+# --- more edges found by mutation testing: every path returns its candidates, children, ties of three -------
+
+
+def test_every_verdict_path_keeps_the_ranked_table() -> None:
+    rows = [row(1, 5000), row(2, 100)]
+    # the victim is not in the table and the beginning is lost
+    a = analyze(memcg_event(rows, killed=7, trigger=False))
+    assert (a.verdict, a.predicted, len(a.candidates)) == ("undecidable", {"pid": 1, "name": "t1"}, 2)
+    # a mismatch (a tie broken the other way)
+    a = analyze(memcg_event([row(1, 5000), row(2, 5000)], killed=1))
+    assert (a.verdict, a.predicted, [c["pid"] for c in a.candidates]) == ("mismatch", {"pid": 2, "name": "t2"}, [2, 1])
+    # the beginning is lost and the model's top task is not the kernel's (4.7+: maybe killed and reaped before)
+    a = analyze(memcg_event(rows, killed=2, version="4.9.0", trigger=False))
+    assert (a.verdict, a.reason, a.predicted, len(a.candidates)) == (
+        "undecidable", "the model's top task 1 (t1) is not the kernel's, and the report's beginning is lost: an "
+                       "earlier kill of it (reaped, MMF_OOM_SKIP) would explain the choice",
+        {"pid": 1, "name": "t1"}, 2)
+    # before 4.7 a reaped victim is not skipped: the same choice is unexplained
+    a = analyze(memcg_event(rows, killed=2, version="4.4.0", trigger=False))
+    assert (a.verdict, a.reason) == ("mismatch", "unexplained: the model picks 1 (t1, 5000 points) but the kernel "
+                                                 "chose 2 (t2, 100 points)")
+    # the report ends before the kill line: every missing piece is named
+    ev = memcg_event(rows, killed=1, missing=["kill line", "oom_reaper line"])
+    ev.kills, ev.summary.pid = [], None
+    assert analyze(ev).reason == "the report ends before the kill line: kill line; oom_reaper line"
+
+
+def test_no_task_table_says_so_in_the_score_note() -> None:
+    ev = OomEvent(kernel_version="4.4.0", trigger=Trigger(comm="x"), kills=[KillRecord(pid=6, name="y")],
+                  select=SelectLine(pid=6, name="y", score=5))
+    a = analyze(ev)
+    assert (a.score["printed_score"], a.score["score_note"]) == (5, "no task table in the report")
+
+
+def test_sacrificed_child_named_only_where_the_kernel_sacrifices() -> None:
+    # 4.4 memcg report without a select line: summary names 1, the kill line a child 3
+    def ev(version: str) -> OomEvent:
+        e = memcg_event([row(1, 5000), row(3, 100)], killed=3, version=version)
+        e.summary.pid, e.summary.task = 1, "t1"
+        return e
+
+    assert analyze(ev("4.4.0")).reason == "highest points (5000) of 2 eligible; the kernel then sacrificed child 3 (t3)"
+    assert analyze(ev("6.1.0")).reason == "highest points (5000) of 2 eligible"
+    # a child of the same name as the selected process is still the child, not the selected task
+    e = memcg_event([row(1, 5000, name="a"), row(3, 100, name="a")], killed=3, version="4.4.0")
+    e.select = SelectLine(pid=1, name="a", score=5)
+    a = analyze(e, Context(total_swap_pages=0))
+    assert (a.verdict, a.reason) == ("match", "highest points (5000) of 2 eligible; the kernel then sacrificed "
+                                              "child 3 (a)")
+
+
+def test_tie_of_three_names_both_others() -> None:
+    v, r = verdict(memcg_event([row(1, 5000), row(2, 5000), row(3, 5000)], killed=3))
+    # (in the ranked order: last scanned first)
+    assert (v, r) == ("match", "highest points (5000) of 3 eligible; tied with 2, 1, last scanned wins (5.3+)")
+
+
+def test_patched_kernel_reason_in_full() -> None:
+    ev = memcg_event([row(1, 5000), row(2, 100)], killed=2, table_layout="4.19-6.7 (pgtables_bytes) + unknown "
+                                                                          "columns: (01)nrss x2")
+    assert analyze(ev).reason == ("patched kernel: its task table has column(s) no mainline kernel prints ((01)nrss, "
+                                  "x2), so its selection need not follow mainline's oom_badness()")
+
+
+def test_reaped_victim_still_listed_is_skipped_from_49() -> None:
+    # 4.9+: an earlier victim whose mm is reaped (MMF_OOM_SKIP) is skipped, and the next task chosen
+    first = memcg_event([row(1, 5000), row(2, 3000)], killed=1, ts=10.0)
+    second = memcg_event([row(1, 5000), row(2, 3000)], killed=2, ts=20.0)
+    a = analyze(second, previous_victims={1}, previous=first)
+    assert (a.verdict, a.reason, a.notes) == ("match", "highest points (3000) of 1 eligible", [])
+
+
+def test_totalpages_bounds_from_the_limits_decide() -> None:
+    # v1 memcg, memory+swap limit twice the memory limit, swap not printed: totalpages 100000..200000.  b's adj
+    # of 500 puts it ahead anywhere in that range (not at 1 page, where a's rss would win): decided
+    ev = memcg_event([row(1, 50_000, name="a"), row(2, 10_000, adj=500, name="b")], killed=2, version="4.19.0")
+    ev.memcg.memsw_limit_kb = 800_000
+    a = analyze(ev)
+    assert (a.verdict, a.totalpages) == ("match", 100_000)
+    assert a.notes == ["totalpages not exact (memcg limit 400000kB; swap term unknown (the report does not print "
+                       "total swap)); it does not change the ranking"]
+
+
+def test_printed_score_pins_totalpages_within_the_limits() -> None:
+    # score 0 for 10 pages: any totalpages above 10000 - within the memcg's bounds 100000..200000
+    ev = memcg_event([row(1, 10), row(2, 5)], killed=1, version="4.19.0")
+    ev.memcg.memsw_limit_kb = 800_000
+    ev.select = SelectLine(pid=1, name="t1", score=0)
+    a = analyze(ev)
+    assert a.totalpages_note == ("memcg limit 400000kB; swap term unknown (the report does not print total swap); "
+                                 "100000..200000 from the printed score 0")
+    assert (a.verdict, a.predicted) == ("match", {"pid": 1, "name": "t1"})
+    # no memory+swap limit: unbounded above
+    ev.memcg.memsw_limit_kb = None
+    assert analyze(ev).totalpages_note.endswith(f"; 100000..{100_000 + (1 << 40)} from the printed score 0")
+
+
+def test_memcg_totalpages_edges() -> None:
+    # 2.6.36-2.6.37 add swap pages to the byte limit: 409600 swap pages add 409600 // 4096 = 100
+    swap = MemInfo(total_swap_kb=409_600 * 4)
+    v1 = MemcgInfo(limit_kb=400_000, memsw_limit_kb=1_000_000)
+    assert _tp(_ev("memcg", memcg=v1, meminfo=swap), era="2.6.36")[:2] == (100_100, 100_100)
+    # 64 kB pages: 25600 swap pages add 25600 // 65536 = 0 to 6250
+    swap64 = MemInfo(total_swap_kb=409_600 * 4, page_size_kb=64)
+    assert _tp(_ev("memcg", memcg=v1, meminfo=swap64), era="2.6.36")[:2] == (6250, 6250)
+    # swap unknown there: at most 2^40 swap pages, which add 2^28
+    assert _tp(_ev("memcg", memcg=MemcgInfo(limit_kb=400_000)), era="2.6.36")[:2] == (100_000, 100_000 + (1 << 28))
+    # an upper bound of 2^40 pages or more is no bound
+    at = MemcgInfo(limit_kb=400_000, memsw_limit_kb=(1 << 40) * 4)
+    assert _tp(_ev("memcg", memcg=at))[:2] == (100_000, None)
+    below = MemcgInfo(limit_kb=400_000, memsw_limit_kb=((1 << 40) - 1) * 4)
+    assert _tp(_ev("memcg", memcg=below))[:2] == (100_000, (1 << 40) - 1)
+
+
+def test_node_totalpages_are_whole_pages() -> None:
+    mi = MemInfo(total_swap_kb=40_000, zone_present_kb={"0/DMA32": 400_002})
+    lo, hi, _ = _tp(_ev("cpuset", meminfo=mi, mems_allowed="0"))
+    assert lo == hi == 110_000 and isinstance(lo, int)
+
+
+def test_proc_oom_score_through_analyze() -> None:
+    # a global report: /proc's totalpages is the OOM's own
+    (ev,) = parse_file(str(Path(__file__).parent / "fixtures" / "synthetic" / "7.0-global-adj-percent-d.log"))
+    assert [(c["pid"], c["oom_score"]) for c in analyze(ev).candidates] == [(14002, 909), (14001, 752), (14003, 81)]
+    # a memcg report: totalram from the machine, swap from the report (in 64 kB pages here)
+    ev = memcg_event([row(1, 5000), row(2, 300_000)], killed=2)
+    ev.meminfo = MemInfo(total_swap_kb=200_000 * 64, page_size_kb=64)
+    assert [c["oom_score"] for c in analyze(ev, Context(totalram_pages=1_000_000)).candidates] == [833, 669]
+
+
+def test_whole_pages_and_64k_pages_in_the_candidates() -> None:
+    ev = memcg_event([row(1, 5000)], killed=1)
+    ev.meminfo = MemInfo(total_swap_kb=800_001)
+    assert _global_totalpages(ev, 1, Context(totalram_pages=1_000_000), 4) == 1_200_000
+    assert isinstance(_global_totalpages(ev, 1, Context(totalram_pages=1_000_000), 4), int)
+    # 2 page tables of 4 kB and 100 bytes: the count is in whole pages
+    rows = [TaskRow(pid=1, uid=1000, tgid=1, total_vm=9, rss=5000, oom_score_adj=0, name="a",
+                    pgtables_bytes=2 * 4096 + 100, swapents=0)]
+    (c,) = analyze(memcg_event(rows, killed=1)).candidates
+    assert c["pagetables"] == 2 and isinstance(c["pagetables"], int)
+    # /proc/PID/oom_score with 64 kB pages: 100 page tables of 64 kB are 100 pages, not 1600
+    rows = [TaskRow(pid=1, uid=1000, tgid=1, total_vm=9, rss=300_000, oom_score_adj=0, name="a",
+                    pgtables_bytes=100 * 65536, swapents=0)]
+    ctx = Context(page_size=65536, totalram_pages=1_000_000, total_swap_pages=200_000)
+    (c,) = analyze(memcg_event(rows, killed=1), ctx).candidates
+    assert (c["points"], c["oom_score"]) == (300_100, 833)  # (1000 + 300100000 / 1200000) * 2 / 3
+    rows[0].pgtables_bytes = 10_000 * 65536  # 310000 points: (1000 + 258) * 2 / 3 = 838
+    (c,) = analyze(memcg_event(rows, killed=1), ctx).candidates
+    assert (c["points"], c["oom_score"]) == (310_000, 838)
+
+
+def test_score_fits_only_without_the_root_bonus_guess() -> None:
+    # 3.5-3.13, uid 0 guessed CAP_SYS_ADMIN: adj - 30 makes the range [470, 745]; without it [500, 775]
+    from harness.core.analysis import _task, score_check
+
+    era = era_by_name("3.10")
+    r = TaskRow(pid=1, uid=0, tgid=1, total_vm=5121, rss=500, oom_score_adj=0, name="a")
+    ev = OomEvent(select=SelectLine(pid=1, name="a", score=760),
+                  memcg=MemcgInfo(usage_kb=4000, memsw_usage_kb=4800))
+    d = score_check(ev, era, _task(r, era, Context(), set()), r, 1000, 1000, 4, "n", None)
+    assert (d["model_score_range"], d["score_check"]) == ([500, 775], "agree")
+    assert d["score_note"].endswith("; totalpages 1000 (n); it fits only without CAP_SYS_ADMIN (uid 0 without the "
+                                    "capability: no root bonus)")
+    ev.select.score = 780
+    d = score_check(ev, era, _task(r, era, Context(), set()), r, 1000, 1000, 4, "n", None)
+    assert (d["model_score_range"], d["score_check"]) == ([470, 745], "disagree")
+
+
+def test_thread_of_another_name_is_not_the_selected_task() -> None:
+    ev = memcg_event([row(1, 5000), row(2, 100)], killed=1, version="4.4.0")
+    ev.select, ev.summary = SelectLine(pid=1234, name="other", score=5), None
+    assert analyze(ev).score["score_note"] == "the selected task 1234 is not in the task table"
