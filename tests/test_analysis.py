@@ -420,3 +420,108 @@ def test_json_document(path: Path) -> None:
             assert who is None or set(who) == {"pid", "name"}
         for c in d["candidates"]:
             assert {"rank", "pid", "name", "points", "eligible", "oom_score_adj"} <= set(c)
+
+
+def test_json_document_of_one_report_field_by_field() -> None:
+    """The documented JSON of `parse --json`, every key and value, for one report (6.8, memory.oom.group)."""
+    (d,) = docs(SYN / "6.8-memcg-v2-oom-group-reaper.log")
+    cands = d.pop("candidates")
+    assert d == {
+        "index": 0, "complete": True, "missing": [], "kind": "memcg", "kernel": "6.8.0-31-generic",
+        "era": "5.10-6.19",
+        "era_evidence": "kernel version 6.8.0-31-generic; report format (header:gfp_symbolic, memcg:swap_v2, "
+                        "table:6.8+) => 6.8..now",
+        "first_line": 1, "last_line": 27, "timestamp": 3000.000011,
+        "trigger": {"comm": "Web Content", "gfp_mask": 1313994, "gfp_flags": "GFP_HIGHUSER_MOVABLE|__GFP_COMP",
+                    "order": 0, "oom_score_adj": 0, "pid": 10001},
+        "constraint": "CONSTRAINT_MEMCG", "oom_memcg": "/app.slice/app.service", "totalpages": 131072,
+        "totalpages_note": "memcg limit 524288kB (swap cannot add: its limit is 0)",
+        "observed_victim": {"pid": 10001, "name": "Web Content"},
+        "predicted_victim": {"pid": 10001, "name": "Web Content"},
+        "verdict": "match", "reason": "highest points (60100) of 3 eligible", "notes": [],
+        "printed_score": None, "model_score": None, "model_score_range": None, "score_check": "unchecked",
+        "score_note": "kernels from 5.1 print no score (bbbe48029720 removed the 'Kill process' line)",
+        "kills": [
+            {"pid": 10001, "name": "Web Content", "message": "Memory cgroup out of memory", "group": False,
+             "shared_mm": False, "anon_rss_kb": 236000, "file_rss_kb": 3600, "shmem_rss_kb": 400, "oom_score_adj": 0},
+            {"pid": 10001, "name": "Web Content", "message": "Memory cgroup out of memory", "group": True,
+             "shared_mm": False, "anon_rss_kb": 236000, "file_rss_kb": 3600, "shmem_rss_kb": 400, "oom_score_adj": 0},
+            {"pid": 10002, "name": "(sd-pam)", "message": "Memory cgroup out of memory", "group": True,
+             "shared_mm": False, "anon_rss_kb": 800, "file_rss_kb": 400, "shmem_rss_kb": 0, "oom_score_adj": 0},
+            {"pid": 10003, "name": "runc:[2:INIT]", "message": "Memory cgroup out of memory", "group": True,
+             "shared_mm": False, "anon_rss_kb": 76000, "file_rss_kb": 4000, "shmem_rss_kb": 0, "oom_score_adj": 0},
+        ],
+        "group_kill_memcg": "/app.slice/app.service",
+        "reaped": [{"pid": 10001, "name": "Web Content", "reaped": True},
+                   {"pid": 10003, "name": "runc:[2:INIT]", "reaped": True}],
+        "panic": None, "table_layout": "6.8+ (rss_anon rss_file rss_shmem)",
+        "format": ["header:gfp_symbolic", "killed:prefixed", "killed:shmem", "killed:uid_pgtables",
+                   "memcg:stats_multiline", "memcg:swap_v2", "oom_group", "reaper", "summary", "table:6.8+",
+                   "table:rss_split", "table:tasks_state"],
+        "repairs": {"lines_rejoined": 0, "foreign_lines_skipped": 0, "prefixes_stripped": {}, "ambiguous_joins": [],
+                    "unrecognised": []},
+    }
+    assert cands == [
+        {"rank": 1, "pid": 10001, "tgid": 10001, "name": "Web Content", "uid": 1000, "points": 60100,
+         "eligible": True, "rss": 60000, "swapents": 0, "pagetables": 100, "oom_score_adj": 0, "oom_score": None},
+        {"rank": 2, "pid": 10003, "tgid": 10003, "name": "runc:[2:INIT]", "uid": 1000, "points": 20032,
+         "eligible": True, "rss": 20000, "swapents": 0, "pagetables": 32, "oom_score_adj": 0, "oom_score": None},
+        {"rank": 3, "pid": 10002, "tgid": 10002, "name": "(sd-pam)", "uid": 1000, "points": 312, "eligible": True,
+         "rss": 300, "swapents": 0, "pagetables": 12, "oom_score_adj": 0, "oom_score": None},
+    ]
+    # the second of two events is index 1
+    twice = analyze_all(parse_text((SYN / "3.4-memcg-v1-memsw.log").read_text() * 2))
+    assert [a.to_dict()["index"] for a in twice] == [0, 1]
+
+
+@pytest.mark.parametrize("name", ["3.10-rhel7-linuxjournal-memcg-v1-syslog-print-wrapped-arrows-as-posted.log",
+                                  "3.19-linux-mm-ltp-oom03-memcg-v1-diff-plus-quoted-wrapped.log"])
+def test_json_document_repairs_and_missing(name: str) -> None:
+    """What had to be repaired to read a pasted report, and what it lacks, reach the JSON as parsed."""
+    evs = list(parse_file(str(FIX / "pastes" / name)))
+    for e, a in zip(evs, analyze_all(evs), strict=True):
+        d = a.to_dict()
+        r = e.repairs
+        assert d["repairs"] == {"lines_rejoined": r.lines_rejoined, "foreign_lines_skipped": r.foreign_lines_skipped,
+                                "prefixes_stripped": dict(sorted(r.prefixes_stripped.items())),
+                                "ambiguous_joins": list(r.ambiguous_joins), "unrecognised": list(r.unrecognised)}
+        assert d["missing"] == list(e.missing) and d["first_line"] == e.first_line and d["last_line"] == e.last_line
+        assert d["timestamp"] == e.ts
+    r = evs[0].repairs
+    assert (r.lines_rejoined and r.foreign_lines_skipped and r.prefixes_stripped
+            and (r.ambiguous_joins or r.unrecognised)), r
+
+
+# --- the words users read, in full (edges found by mutation testing) ------------------------------------
+
+
+def test_full_words_on_real_reports() -> None:
+    (d,) = docs(SYN / "5.0-global-summary-sacrifice-child.log")
+    assert d["reason"] == "highest points (840405) of 3 eligible; the kernel then sacrificed child 7002 (cc1plus)"
+    (d,) = docs(PUB / "4.15-ubuntu1804-k3s-memcg-v1-dmesg-T-score1718.log")
+    assert d["notes"] == [
+        "the printed score fits only without CAP_SYS_ADMIN: no root bonus applied",
+        "totalpages not exact (memcg limit 125952kB; swap term unknown (the report does not print total swap); "
+        "31488..32050 from the printed score 1718); it does not change the ranking"]
+    assert d["score_note"] == (
+        "totalpages is not in the report (memcg limit 125952kB; swap term unknown (the report does not print total "
+        "swap)): only the printed score could pin it down, so the model gives no score of its own; the printed score "
+        "fits totalpages 31488..32050; it fits only without CAP_SYS_ADMIN (uid 0 without the capability: no root "
+        "bonus)")
+    (d,) = docs(PUB / "2.6.32-rhel6-aliyun-java-global-noswap-syslog.log")
+    assert d["notes"] == ["kernel version contradicts the report format (vendor back-port?)"]
+    assert d["score_note"] == (
+        "the report's table does not print swapents: the model bounds the score (swap by the swap in use, page "
+        "tables by total_vm / 512 + 64); totalpages 2015282 (pages RAM - pages reserved + Total swap (approximate "
+        "before 4.0: show_mem counted reserved pages differently)); the printed score fits era 2.6.39-3.4 / "
+        "3.5-3.13, not 2.6.36-2.6.37: this kernel (2.6.32-642.11.1.el6.x86_64) has a change its report format does "
+        "not show (a back-port?)")
+
+
+def test_earlier_victim_still_listed_is_noted() -> None:
+    # the same 3.10 report twice: the first victim, still in the second table, aborts the scan (before 4.7)
+    text = (SYN / "3.10-global-nr_ptes-root-minus30.log").read_text()
+    a1, a2 = analyze_all(parse_text(text + text))
+    assert (a2.verdict, a2.reason) == ("mismatch", "the model finds no eligible task, but the kernel killed 1500 "
+                                                   "(java)")
+    assert a2.notes == ["an earlier victim (1500) is still in the table"]

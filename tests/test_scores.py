@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.core.analysis import Context, analyze_all
+from harness.core.analysis import Context, _task, analyze_all, score_check
 from harness.core.eras import ERA_BY_LABEL, era_by_name
+from harness.core.events import MemcgInfo, OomEvent, SelectLine, TaskRow
 from harness.core.model import Task, oom_badness, totalpages_memcg
 from harness.core.parser import parse_file, parse_text
 
@@ -157,3 +158,72 @@ def test_era_boundaries_of_the_split() -> None:
     # the rest of 2.6.38's behaviour is 2.6.36's: the 0..1000 scale, no page tables
     t = Task(pid=1, name="a", rss=5000, nr_ptes=100)
     assert oom_badness(t, 10000, ERA_BY_LABEL["2.6.38"]) == oom_badness(t, 10000, ERA_BY_LABEL["2.6.36-2.6.37"]) == 500
+
+
+# --- the model's score when the table leaves a counter out (score_check on a report built field by field) ---
+
+def _scored(era_name: str, row: TaskRow, printed: int, lo: int | None = 1000, hi: int | None = 1000, pkb: int = 4,
+            swap_kb: tuple[int, int] | None = (4000, 4800)) -> dict:
+    """score_check() for *row* selected with *printed*; totalpages 1000 makes one page one unit of score.
+    *swap_kb*: the memcg's (usage, memory+swap usage) in kB, the swap-in-use bound (200 pages by default)."""
+    era = era_by_name(era_name)
+    ev = OomEvent(select=SelectLine(pid=row.pid, name=row.name, score=printed),
+                  memcg=MemcgInfo(usage_kb=swap_kb[0], memsw_usage_kb=swap_kb[1]) if swap_kb else None)
+    return score_check(ev, era, _task(row, era, Context(), set()), row, lo, hi, pkb, "n", None)
+
+
+def _row(**kw) -> TaskRow:
+    return TaskRow(**{"pid": 1, "uid": 1000, "tgid": 1, "total_vm": 5121, "rss": 500, "oom_score_adj": 0, "name": "a",
+                      **kw})
+
+
+def test_score_range_bounds_unprinted_swap_and_page_tables() -> None:
+    # 3.5-3.13 counts nr_ptes: rss 500, swap 0..200 (swap in use), page tables 0..ceil(5121 / 512) + 64 = 75
+    d = _scored("3.10", _row(), 500)
+    assert d == {"printed_score": 500, "model_score": None, "model_score_range": [500, 775], "score_check": "agree",
+                 "score_note": "the report's table does not print swapents or page tables: the model bounds the score "
+                               "(swap by the swap in use, page tables by total_vm / 512 + 64); totalpages 1000 (n)"}
+    assert _scored("3.10", _row(), 775)["score_check"] == "agree"
+    assert _scored("3.10", _row(), 499)["score_check"] == "disagree"
+    assert _scored("3.10", _row(), 776)["score_check"] == "disagree"
+    # no swap usage printed: no upper bound
+    d = _scored("3.10", _row(), 10**6, swap_kb=None)
+    assert (d["model_score_range"], d["score_check"]) == ([500, None], "agree")
+    assert _scored("3.10", _row(), 499, swap_kb=None)["score_check"] == "disagree"
+    # only the page tables unprinted
+    d = _scored("3.10", _row(swapents=7), 0)
+    assert d["model_score_range"] == [507, 582] and d["score_note"].startswith(
+        "the report's table does not print page tables:")
+
+
+def test_score_range_pgtables_bytes_unprinted_with_64k_pages() -> None:
+    # 4.15+ count page-table bytes; 64 kB pages map 8192 pages per table: ceil(16385 / 8192) + 64 = 67 pages
+    d = _scored("4.15", _row(total_vm=16385, swapents=0), 567, pkb=64)
+    assert (d["model_score_range"], d["score_check"]) == ([500, 567], "agree")
+    assert d["score_note"] == ("the report's table does not print page tables: the model bounds the score (swap by "
+                               "the swap in use, page tables by total_vm / 8192 + 64); totalpages 1000 (n)")
+    assert _scored("4.15", _row(total_vm=16385, swapents=0), 568, pkb=64)["score_check"] == "disagree"
+
+
+def test_exact_score_with_page_table_bytes_and_ineligible() -> None:
+    d = _scored("4.15", _row(swapents=0, pgtables_bytes=10 * 4096), 510)
+    assert (d["model_score"], d["model_score_range"], d["score_check"]) == (510, [510, 510], "agree")
+    assert d["score_note"] == "totalpages 1000 (n)"
+    # a task the model finds ineligible scores 0
+    d = _scored("4.15", _row(swapents=0, pgtables_bytes=0, oom_score_adj=-1000), 0)
+    assert (d["model_score"], d["score_check"]) == (0, "agree")
+
+
+def test_score_with_totalpages_unknown() -> None:
+    # 500 pages print 250..500 for totalpages 1000..2000; 100 needs 4951..5000 (500000 // tp == 100)
+    d = _scored("3.10", _row(swapents=0, nr_ptes=0), 100, lo=1000, hi=2000)
+    assert d == {"printed_score": 100, "model_score": None, "model_score_range": None, "score_check": "disagree",
+                 "score_note": "totalpages is not in the report (n): only the printed score could pin it down, so the "
+                               "model gives no score of its own; no totalpages from 1000 to 2000 gives it"}
+    d = _scored("3.10", _row(swapents=0, nr_ptes=0), 100, lo=1000, hi=None)
+    assert (d["score_check"], d["score_note"]) == (
+        "consistent", "totalpages is not in the report (n): only the printed score could pin it down, so the model "
+                      "gives no score of its own; the printed score fits totalpages 4951..5000")
+    d = _scored("3.10", _row(swapents=0, nr_ptes=0), 1000, lo=1000, hi=None)
+    assert d["score_check"] == "disagree"
+    assert d["score_note"].endswith("; no totalpages from 1000 to unbounded gives it")
