@@ -138,8 +138,6 @@ def _details(row: dict[str, Any]) -> str:
 
 
 def write_junit(path: str, run_dirs: Sequence[str]) -> str:
-    """Write the JUnit XML of *run_dirs* to *path* (atomically); returns *path*."""
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
+    """Write the JUnit XML of *run_dirs* to *path* (atomically; atomic_write makes the folders)."""
     atomic_write(path, junit_xml(run_dirs))
     return path

@@ -18,7 +18,6 @@ The tests feed real output to the kernel tree's own ``tools/testing/kunit/kunit_
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -133,8 +132,6 @@ def ktap_runs(run_dirs: Sequence[str]) -> str:
 
 
 def write_ktap(path: str, run_dirs: Sequence[str]) -> str:
-    """Write :func:`ktap_runs` of *run_dirs* to *path* (atomically); return the path."""
-    d = os.path.dirname(os.path.abspath(path))
-    os.makedirs(d, exist_ok=True)
+    """Write :func:`ktap_runs` of *run_dirs* to *path* (atomically; atomic_write makes the folders)."""
     atomic_write(path, ktap_runs(run_dirs))
     return path
